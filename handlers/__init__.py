@@ -1,0 +1,1 @@
+"""HTTP handlers: parse the request, ask the core, write the answer."""
