@@ -73,6 +73,8 @@ class RunWatcher:
         """
         ready = changed_workers(offsets, self._current_sizes(len(offsets)))
         if ready or not offsets:
+            if not self._waiters:
+                self._stop()
             return ready
         waiter = _Waiter(offsets, asyncio.get_running_loop().create_future())
         self._waiters.add(waiter)

@@ -20,9 +20,13 @@ def runs_dir(tmp_path):
 
 
 @pytest.fixture
-def settings(runs_dir):
-    """Settings for the app under test; override to change a limit."""
-    return Settings(data_dir=str(runs_dir), poll_timeout=5.0, poll_interval=0.05)
+def settings(request, runs_dir):
+    """Settings for the app under test; ``@pytest.mark.settings(name=value)`` changes one."""
+    values = {"data_dir": str(runs_dir), "poll_timeout": 5.0, "poll_interval": 0.05}
+    marker = request.node.get_closest_marker("settings")
+    if marker is not None:
+        values.update(marker.kwargs)
+    return Settings(**values)
 
 
 @pytest.fixture
