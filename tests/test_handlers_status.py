@@ -215,6 +215,7 @@ def test_poll_nothing_changes_answers_empty_after_timeout(http_client, api, app,
 
 
 @pytest.mark.gen_test(timeout=10)
+@pytest.mark.settings(poll_timeout=60.0)
 def test_poll_client_disconnect_releases_watcher(http_server, app, base_url, runs_dir):
     run = runs_dir / "webshop/live-2026-12-01"
     sizes = [os.path.getsize(run / f"status.{n}.jsonl") for n in (0, 1)] + [0]
