@@ -188,6 +188,15 @@ class StatusFileHandler(BaseHandler, tornado.web.StaticFileHandler):
                 self.write(chunk)
                 await self.flush()
 
+    def validate_absolute_path(self, root, absolute_path):
+        try:
+            return super().validate_absolute_path(root, absolute_path)
+        except tornado.web.HTTPError as e:
+            # A status file that links out of its run is, to a client, no file.
+            if e.status_code == 403:
+                raise NotFound("no such worker")
+            raise
+
     def write_error(self, status_code, **kwargs):
         if status_code == 416:
             self.set_header("Content-Range", f"bytes */{self.get_content_size()}")
