@@ -26,8 +26,10 @@ def is_safe_name(name):
     hidden names and anything with a path separator or NUL are refused, so a
     name that passes can be joined to a directory without leaving it.
     """
-    return bool(name) and not name.startswith(".") and not any(
-        c in name for c in "/\\\x00"
+    return (
+        bool(name)
+        and not name.startswith(".")
+        and not any(c in name for c in "/\\\x00")
     )
 
 

@@ -219,7 +219,13 @@ class FileSummary:
         return f.read(len(self.tail)) == self.tail
 
     def _reset(self, identity):
-        self.identity, self.end, self.tests, self.damaged, self.tail = identity, 0, {}, 0, b""
+        self.identity, self.end, self.tests, self.damaged, self.tail = (
+            identity,
+            0,
+            {},
+            0,
+            b"",
+        )
 
 
 def merge(file_summaries):

@@ -18,7 +18,9 @@ def file_sizes(run_path, count):
     sizes = []
     for worker in range(count):
         try:
-            sizes.append(os.stat(os.path.join(run_path, status_file_name(worker))).st_size)
+            sizes.append(
+                os.stat(os.path.join(run_path, status_file_name(worker))).st_size
+            )
         except (FileNotFoundError, NotADirectoryError):
             sizes.append(0)
     return sizes
@@ -52,7 +54,9 @@ class RunWatcher:
         self._task = None
         self._sizes = []
         self._sizes_at = None
+        # Counters for tests and benchmarks: files looked at, intervals passed.
         self.stats = 0
+        self.ticks = 0
 
     def _current_sizes(self, count):
         """Sizes at most one interval old, taken anew only when needed."""
@@ -95,6 +99,7 @@ class RunWatcher:
     async def _watch(self):
         while self._waiters:
             await asyncio.sleep(self.interval)
+            self.ticks += 1
             count = max(len(waiter.offsets) for waiter in self._waiters)
             sizes = self._current_sizes(count)
             for waiter in list(self._waiters):

@@ -29,12 +29,16 @@ def _describe(exc, status_code, request):
         return _STATUS_OF.get(type(exc), 500), str(exc)
     if isinstance(exc, tornado.web.HTTPError):
         if exc.log_message:
-            return exc.status_code, exc.log_message % exc.args if exc.args else exc.log_message
+            return exc.status_code, (
+                exc.log_message % exc.args if exc.args else exc.log_message
+            )
         if exc.status_code == 405:
             return 405, f"{request.method} is not allowed on {request.path}"
-        return exc.status_code, exc.reason or tornado.httputil.responses.get(
-            exc.status_code, "error"
-        ).lower()
+        return (
+            exc.status_code,
+            exc.reason
+            or tornado.httputil.responses.get(exc.status_code, "error").lower(),
+        )
     return 500, "internal server error"
 
 
@@ -65,8 +69,14 @@ class BaseHandler(tornado.web.RequestHandler):
         text = self.get_query_argument(name, None)
         if text is None:
             return default
-        if not text.isascii() or not text.isdigit() or not lowest <= int(text) <= highest:
-            raise BadRequest(f"{name} must be a whole number from {lowest} to {highest}")
+        if (
+            not text.isascii()
+            or not text.isdigit()
+            or not lowest <= int(text) <= highest
+        ):
+            raise BadRequest(
+                f"{name} must be a whole number from {lowest} to {highest}"
+            )
         return int(text)
 
     def log_exception(self, typ, value, tb):
@@ -76,7 +86,9 @@ class BaseHandler(tornado.web.RequestHandler):
             log.log(level, "%s %s: %s", self.request.method, self.request.uri, message)
         else:
             log.error(
-                "%s %s failed", self.request.method, self.request.uri,
+                "%s %s failed",
+                self.request.method,
+                self.request.uri,
                 exc_info=(typ, value, tb),
             )
 

@@ -96,7 +96,9 @@ class StatusPollHandler(BaseHandler):
         if not isinstance(offsets, list) or not all(
             isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets
         ):
-            raise BadRequest("the body must be a JSON array of byte offsets, one per worker")
+            raise BadRequest(
+                "the body must be a JSON array of byte offsets, one per worker"
+            )
         if len(offsets) > self.limits.max_workers:
             raise BadRequest(
                 f"{len(offsets)} offsets is over the limit of {self.limits.max_workers}"
@@ -121,7 +123,9 @@ def parse_range(header, size):
     first, last = match.groups()
     if first == "":
         length = int(last)
-        return (max(0, size - length), size) if length > 0 and size > 0 else (None, None)
+        return (
+            (max(0, size - length), size) if length > 0 and size > 0 else (None, None)
+        )
     start = int(first)
     end = size if last == "" else min(size, int(last) + 1)
     if last != "" and int(last) < start:

@@ -8,7 +8,9 @@ import pytest
 from greendots.app import make_app
 from greendots.config import Settings
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
+FIXTURES = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures"
+)
 
 
 @pytest.fixture

@@ -53,7 +53,10 @@ def test_projects_hidden_entries_and_files_are_not_projects(http_client, api, ru
 
     response = yield http_client.fetch(api("/api/v1/projects"))
 
-    assert [p["id"] for p in json.loads(response.body)["projects"]] == ["compiler", "webshop"]
+    assert [p["id"] for p in json.loads(response.body)["projects"]] == [
+        "compiler",
+        "webshop",
+    ]
 
 
 @pytest.mark.gen_test
@@ -76,10 +79,14 @@ def test_projects_runs_query_limits_newest_runs(http_client, api, runs_dir):
 @pytest.mark.gen_test
 @pytest.mark.parametrize("value", ["-1", "x", "1.5", "100000", ""])
 def test_projects_bad_runs_query_is_400(http_client, api, value):
-    response = yield http_client.fetch(api(f"/api/v1/projects?runs={value}"), raise_error=False)
+    response = yield http_client.fetch(
+        api(f"/api/v1/projects?runs={value}"), raise_error=False
+    )
 
     assert response.code == 400
-    assert json.loads(response.body) == {"error": "runs must be a whole number from 0 to 1000"}
+    assert json.loads(response.body) == {
+        "error": "runs must be a whole number from 0 to 1000"
+    }
 
 
 @pytest.mark.gen_test
@@ -87,7 +94,11 @@ def test_runs_newest_first_with_ages_and_times(http_client, api, runs_dir):
     now = age_runs(
         runs_dir,
         "webshop",
-        {"nightly-2026-11-30": 2 * 86400 + 60, "live-2026-12-01": 300, "collecting-2026-12-01": 5},
+        {
+            "nightly-2026-11-30": 2 * 86400 + 60,
+            "live-2026-12-01": 300,
+            "collecting-2026-12-01": 5,
+        },
     )
 
     response = yield http_client.fetch(api("/api/v1/projects/webshop/runs"))
@@ -99,10 +110,14 @@ def test_runs_newest_first_with_ages_and_times(http_client, api, runs_dir):
         ("nightly-2026-11-30", "Nightly 2026-11-30", "2 days ago"),
     ]
     assert runs[2]["metadata"] == NIGHTLY_META
-    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["created_at"]) for r in runs)
+    assert all(
+        re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["created_at"]) for r in runs
+    )
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(now - 300)))
-    assert runs[1]["created_at"] in (started, time.strftime(
-        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(now - 300) + 1)))
+    assert runs[1]["created_at"] in (
+        started,
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(now - 300) + 1)),
+    )
 
 
 @pytest.mark.gen_test
@@ -130,7 +145,9 @@ def test_runs_future_time_is_just_now(http_client, api, runs_dir):
 
 @pytest.mark.gen_test
 def test_runs_broken_metadata_is_ignored_not_fatal(http_client, api, runs_dir):
-    (runs_dir / "compiler" / "build-1041" / "metadata.toml").write_text("name = [unclosed")
+    (runs_dir / "compiler" / "build-1041" / "metadata.toml").write_text(
+        "name = [unclosed"
+    )
 
     response = yield http_client.fetch(api("/api/v1/projects/compiler/runs"))
 
@@ -141,7 +158,9 @@ def test_runs_broken_metadata_is_ignored_not_fatal(http_client, api, runs_dir):
 
 @pytest.mark.gen_test
 def test_runs_missing_project_is_404(http_client, api):
-    response = yield http_client.fetch(api("/api/v1/projects/nope/runs"), raise_error=False)
+    response = yield http_client.fetch(
+        api("/api/v1/projects/nope/runs"), raise_error=False
+    )
 
     assert response.code == 404
     assert json.loads(response.body) == {"error": "no such project: nope"}
@@ -154,4 +173,6 @@ def test_projects_wrong_method_is_405_json(http_client, api):
     )
 
     assert response.code == 405
-    assert json.loads(response.body) == {"error": "POST is not allowed on /api/v1/projects"}
+    assert json.loads(response.body) == {
+        "error": "POST is not allowed on /api/v1/projects"
+    }

@@ -13,7 +13,10 @@ def test_plan_bytes_as_written_with_etag(http_client, api, runs_dir):
     response = yield http_client.fetch(api(PLAN))
 
     assert response.code == 200
-    assert response.body == (runs_dir / "webshop/nightly-2026-11-30/plan.json").read_bytes()
+    assert (
+        response.body
+        == (runs_dir / "webshop/nightly-2026-11-30/plan.json").read_bytes()
+    )
     assert response.headers["Content-Type"] == "application/json"
     assert response.headers["Cache-Control"] == "no-cache"
     assert response.headers["Etag"].startswith('"')
@@ -34,7 +37,9 @@ def test_plan_matching_if_none_match_is_304(http_client, api):
 @pytest.mark.gen_test
 def test_plan_rewritten_gets_new_etag_and_body(http_client, api, runs_dir):
     first = yield http_client.fetch(api(PLAN))
-    (runs_dir / "webshop/nightly-2026-11-30/plan.json").write_text('{"worker_count": 9}')
+    (runs_dir / "webshop/nightly-2026-11-30/plan.json").write_text(
+        '{"worker_count": 9}'
+    )
 
     again = yield http_client.fetch(
         api(PLAN), headers={"If-None-Match": first.headers["Etag"]}, raise_error=False
@@ -61,11 +66,14 @@ def test_plan_half_written_is_503_with_retry_after(http_client, api, runs_dir):
 @pytest.mark.gen_test
 def test_plan_missing_is_404(http_client, api):
     response = yield http_client.fetch(
-        api("/api/v1/projects/webshop/runs/collecting-2026-12-01/plan"), raise_error=False
+        api("/api/v1/projects/webshop/runs/collecting-2026-12-01/plan"),
+        raise_error=False,
     )
 
     assert response.code == 404
-    assert json.loads(response.body) == {"error": "run collecting-2026-12-01 has no plan yet"}
+    assert json.loads(response.body) == {
+        "error": "run collecting-2026-12-01 has no plan yet"
+    }
 
 
 @pytest.mark.gen_test

@@ -1,6 +1,5 @@
 """Status of a run over HTTP: the summary, the long poll and Range reads."""
 
-import asyncio
 import json
 import os
 import socket
@@ -8,6 +7,8 @@ import time
 
 import pytest
 from tornado.testing import ExpectLog
+
+from waiting import until
 
 RUN = "/api/v1/projects/webshop/runs/{}"
 NIGHTLY = RUN.format("nightly-2026-11-30")
@@ -17,14 +18,6 @@ LIVE = RUN.format("live-2026-12-01")
 def status_line(test, kind="start", t=None, **extra):
     obj = {"type": kind, "test": test, "time": time.time() if t is None else t, **extra}
     return (json.dumps(obj) + "\n").encode()
-
-
-async def until(condition, timeout=5.0):
-    """Wait for ``condition()`` to hold, checking often, failing after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 # status_summary
@@ -56,7 +49,8 @@ def test_summary_every_test_latest_line_with_offsets(http_client, api, runs_dir)
 def test_summary_failure_carries_traceback_rerun_elsewhere_does_not(http_client, api):
     response = yield http_client.fetch(api(NIGHTLY + "/status_summary"))
 
-    lines = {json.loads(l)["test"]: json.loads(l) for l in response.body.splitlines()}
+    parsed = [json.loads(line) for line in response.body.splitlines()]
+    lines = {line["test"]: line for line in parsed}
     failed = lines["tests/test_cart.py::test_total[x86-2]"]
     assert "AssertionError" in failed["exception"]
     assert failed["exception"].count("\n") > 3
@@ -72,15 +66,23 @@ def test_summary_live_run_partial_line_and_unwritten_worker(http_client, api, ru
     response = yield http_client.fetch(api(LIVE + "/status_summary"))
 
     offsets = [int(o) for o in response.headers["X-End-Offset"].split(",")]
-    assert offsets == [os.path.getsize(run / "status.0.jsonl"), data.rindex(b"\n") + 1, 0]
+    assert offsets == [
+        os.path.getsize(run / "status.0.jsonl"),
+        data.rindex(b"\n") + 1,
+        0,
+    ]
     assert offsets[1] < len(data)
     assert all(json.loads(line) for line in response.body.splitlines())
 
 
 @pytest.mark.gen_test
-def test_summary_status_file_beyond_worker_count_is_included(http_client, api, runs_dir):
+def test_summary_status_file_beyond_worker_count_is_included(
+    http_client, api, runs_dir
+):
     run = runs_dir / "webshop/live-2026-12-01"
-    (run / "status.4.jsonl").write_bytes(status_line("t::extra", "finish", outcome="passed"))
+    (run / "status.4.jsonl").write_bytes(
+        status_line("t::extra", "finish", outcome="passed")
+    )
 
     response = yield http_client.fetch(api(LIVE + "/status_summary"))
 
@@ -94,9 +96,13 @@ def test_summary_run_without_plan_uses_status_files(http_client, api, runs_dir):
     run = runs_dir / "webshop/collecting-2026-12-01"
     (run / "status.0.jsonl").write_bytes(status_line("t::a"))
 
-    response = yield http_client.fetch(api(RUN.format("collecting-2026-12-01/status_summary")))
+    response = yield http_client.fetch(
+        api(RUN.format("collecting-2026-12-01/status_summary"))
+    )
 
-    assert response.headers["X-End-Offset"] == str(os.path.getsize(run / "status.0.jsonl"))
+    assert response.headers["X-End-Offset"] == str(
+        os.path.getsize(run / "status.0.jsonl")
+    )
     assert json.loads(response.body)["test"] == "t::a"
 
 
@@ -105,11 +111,14 @@ def test_summary_large_body_arrives_in_chunks(http_client, api, runs_dir):
     run = runs_dir / "webshop/collecting-2026-12-01"
     with open(run / "status.0.jsonl", "wb") as f:
         for i in range(5000):
-            f.write(status_line(f"t::test_{i}", "finish", t=1000.0 + i, outcome="passed"))
+            f.write(
+                status_line(f"t::test_{i}", "finish", t=1000.0 + i, outcome="passed")
+            )
     chunks = []
 
     response = yield http_client.fetch(
-        api(RUN.format("collecting-2026-12-01/status_summary")), streaming_callback=chunks.append
+        api(RUN.format("collecting-2026-12-01/status_summary")),
+        streaming_callback=chunks.append,
     )
 
     assert response.code == 200
@@ -121,10 +130,14 @@ def test_summary_large_body_arrives_in_chunks(http_client, api, runs_dir):
 
 @pytest.mark.gen_test
 def test_summary_plan_with_billion_workers_is_an_error(http_client, api, runs_dir):
-    (runs_dir / "webshop/live-2026-12-01/plan.json").write_text('{"worker_count": 1000000000}')
+    (runs_dir / "webshop/live-2026-12-01/plan.json").write_text(
+        '{"worker_count": 1000000000}'
+    )
 
     with ExpectLog("greendots.http", ".*1000000000 workers"):
-        response = yield http_client.fetch(api(LIVE + "/status_summary"), raise_error=False)
+        response = yield http_client.fetch(
+            api(LIVE + "/status_summary"), raise_error=False
+        )
 
     assert response.code == 500
     assert json.loads(response.body) == {
@@ -134,10 +147,14 @@ def test_summary_plan_with_billion_workers_is_an_error(http_client, api, runs_di
 
 @pytest.mark.gen_test
 def test_summary_half_written_plan_is_503(http_client, api, runs_dir):
-    (runs_dir / "webshop/live-2026-12-01/plan.json").write_text('{"worker_count": 3, "gro')
+    (runs_dir / "webshop/live-2026-12-01/plan.json").write_text(
+        '{"worker_count": 3, "gro'
+    )
 
     with ExpectLog("greendots.http", ".*still being written"):
-        response = yield http_client.fetch(api(LIVE + "/status_summary"), raise_error=False)
+        response = yield http_client.fetch(
+            api(LIVE + "/status_summary"), raise_error=False
+        )
 
     assert response.code == 503
     assert response.headers["Retry-After"] == "1"
@@ -145,7 +162,9 @@ def test_summary_half_written_plan_is_503(http_client, api, runs_dir):
 
 @pytest.mark.gen_test
 def test_summary_damaged_lines_logged_once_per_file(http_client, api, runs_dir):
-    with ExpectLog("greendots.status", r"skipped 2 damaged lines in .*status\.0\.jsonl") as log:
+    with ExpectLog(
+        "greendots.status", r"skipped 2 damaged lines in .*status\.0\.jsonl"
+    ) as log:
         response = yield http_client.fetch(api(NIGHTLY + "/status_summary"))
 
     assert response.code == 200
@@ -154,7 +173,9 @@ def test_summary_damaged_lines_logged_once_per_file(http_client, api, runs_dir):
 
 @pytest.mark.gen_test
 def test_summary_missing_run_is_404(http_client, api):
-    response = yield http_client.fetch(api(RUN.format("nope/status_summary")), raise_error=False)
+    response = yield http_client.fetch(
+        api(RUN.format("nope/status_summary")), raise_error=False
+    )
 
     assert response.code == 404
     assert json.loads(response.body) == {"error": "no such run: nope"}
@@ -202,7 +223,9 @@ def test_poll_wakes_when_a_status_file_grows(http_client, api, app, runs_dir):
 
 @pytest.mark.gen_test(timeout=10)
 @pytest.mark.settings(poll_timeout=0.3)
-def test_poll_nothing_changes_answers_empty_after_timeout(http_client, api, app, runs_dir):
+def test_poll_nothing_changes_answers_empty_after_timeout(
+    http_client, api, app, runs_dir
+):
     run = runs_dir / "webshop/live-2026-12-01"
     offsets = [os.path.getsize(run / f"status.{n}.jsonl") for n in (0, 1)] + [0]
     started = time.monotonic()
@@ -236,7 +259,16 @@ def test_poll_client_disconnect_releases_watcher(http_server, app, base_url, run
 @pytest.mark.gen_test
 @pytest.mark.parametrize(
     "body",
-    [b"", b"not json", b'{"0": 1}', b"[1, -2]", b"[1.5]", b"[true]", b'["1"]', b"[null]"],
+    [
+        b"",
+        b"not json",
+        b'{"0": 1}',
+        b"[1, -2]",
+        b"[1.5]",
+        b"[true]",
+        b'["1"]',
+        b"[null]",
+    ],
 )
 def test_poll_bad_body_is_400(http_client, api, body):
     response = yield http_client.fetch(
@@ -269,7 +301,9 @@ def test_poll_body_over_limit_is_413(http_client, api):
 
 @pytest.mark.gen_test
 def test_poll_missing_run_is_404(http_client, api):
-    response = yield poll(http_client, api, [0], run=RUN.format("nope"), raise_error=False)
+    response = yield poll(
+        http_client, api, [0], run=RUN.format("nope"), raise_error=False
+    )
 
     assert response.code == 404
     assert json.loads(response.body) == {"error": "no such run: nope"}
@@ -287,7 +321,9 @@ def test_poll_get_is_405(http_client, api):
 
 
 def stream(http_client, api, worker="0", run=NIGHTLY, **kwargs):
-    return http_client.fetch(api(f"{run}/status_stream/{worker}"), raise_error=False, **kwargs)
+    return http_client.fetch(
+        api(f"{run}/status_stream/{worker}"), raise_error=False, **kwargs
+    )
 
 
 @pytest.fixture
@@ -309,10 +345,17 @@ def test_stream_whole_file_without_range(http_client, api, status0):
 @pytest.mark.gen_test
 @pytest.mark.parametrize(
     "header, start, end",
-    [("bytes=100-", 100, None), ("bytes=0-", 0, None), ("bytes=10-19", 10, 20),
-     ("bytes=-50", -50, None), ("bytes=100-999999", 100, None)],
+    [
+        ("bytes=100-", 100, None),
+        ("bytes=0-", 0, None),
+        ("bytes=10-19", 10, 20),
+        ("bytes=-50", -50, None),
+        ("bytes=100-999999", 100, None),
+    ],
 )
-def test_stream_range_gives_206_with_content_range(http_client, api, status0, header, start, end):
+def test_stream_range_gives_206_with_content_range(
+    http_client, api, status0, header, start, end
+):
     response = yield stream(http_client, api, headers={"Range": header})
 
     expected = status0[start:end]
@@ -340,7 +383,13 @@ def test_stream_head_sends_same_headers_as_get(http_client, api):
     head = yield stream(http_client, api, method="HEAD", headers={"Range": "bytes=10-"})
 
     assert head.code == 206 and head.body == b""
-    for name in ("Content-Length", "Content-Range", "Etag", "Last-Modified", "Content-Type"):
+    for name in (
+        "Content-Length",
+        "Content-Range",
+        "Etag",
+        "Last-Modified",
+        "Content-Type",
+    ):
         assert head.headers[name] == got.headers[name]
 
 
@@ -349,7 +398,9 @@ def test_stream_etag_from_size_and_mtime_gives_304(http_client, api, runs_dir):
     first = yield stream(http_client, api)
     st = os.stat(runs_dir / "webshop/nightly-2026-11-30/status.0.jsonl")
 
-    again = yield stream(http_client, api, headers={"If-None-Match": first.headers["Etag"]})
+    again = yield stream(
+        http_client, api, headers={"If-None-Match": first.headers["Etag"]}
+    )
 
     assert first.headers["Etag"] == '"%x-%x"' % (st.st_size, st.st_mtime_ns)
     assert again.code == 304
@@ -373,7 +424,9 @@ def test_stream_grown_file_same_second_is_not_304(http_client, api, runs_dir):
 
 
 @pytest.mark.gen_test
-def test_stream_file_growing_during_read_stops_at_first_size(http_client, api, runs_dir):
+def test_stream_file_growing_during_read_stops_at_first_size(
+    http_client, api, runs_dir
+):
     path = runs_dir / "webshop/collecting-2026-12-01/status.0.jsonl"
     original = status_line("t::a", t=1.0) * 40000
     path.write_bytes(original)
@@ -394,7 +447,10 @@ def test_stream_file_growing_during_read_stops_at_first_size(http_client, api, r
     assert len(chunks) > 1
     assert response.code == 206
     assert b"".join(chunks) == original[100:]
-    assert response.headers["Content-Range"] == f"bytes 100-{len(original) - 1}/{len(original)}"
+    assert (
+        response.headers["Content-Range"]
+        == f"bytes 100-{len(original) - 1}/{len(original)}"
+    )
 
 
 @pytest.mark.gen_test

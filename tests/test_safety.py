@@ -75,7 +75,9 @@ def test_poll_with_hostile_run_is_404(http_client, api, outside):
     for name in HOSTILE + DOUBLE:
         response = yield http_client.fetch(
             api(f"/api/v1/projects/webshop/runs/{name}/status_poll"),
-            method="POST", body="[0]", raise_error=False,
+            method="POST",
+            body="[0]",
+            raise_error=False,
         )
 
         assert response.code == 404, name
@@ -98,7 +100,9 @@ def test_symlink_out_of_runs_dir_is_404(http_client, api, runs_dir, outside):
 
 
 @pytest.mark.gen_test
-def test_symlinked_status_file_out_of_run_is_not_served(http_client, api, runs_dir, outside):
+def test_symlinked_status_file_out_of_run_is_not_served(
+    http_client, api, runs_dir, outside
+):
     run = runs_dir / "webshop" / "collecting-2026-12-01"
     os.symlink(outside / "status.0.jsonl", run / "status.0.jsonl")
 
@@ -129,7 +133,12 @@ def snapshot(root):
             if name in files:
                 with open(path, "rb") as f:
                     digest = hashlib.sha256(f.read()).hexdigest()
-            entries[os.path.relpath(path, root)] = (st.st_mode, st.st_size, st.st_mtime_ns, digest)
+            entries[os.path.relpath(path, root)] = (
+                st.st_mode,
+                st.st_size,
+                st.st_mtime_ns,
+                digest,
+            )
     return entries
 
 
@@ -140,13 +149,23 @@ def test_every_endpoint_leaves_runs_dir_untouched(http_client, api, runs_dir):
     run = "/api/v1/projects/webshop/runs/live-2026-12-01"
 
     for url in [
-        "/api/", "/api/v1/version", "/healthz", "/api/v1/projects",
-        "/api/v1/projects/webshop/runs", run + "/plan", run + "/status_summary",
-        run + "/status_stream/0", "/api/v1/projects/webshop/runs/nightly-2026-11-30/status_summary",
+        "/api/",
+        "/api/v1/version",
+        "/healthz",
+        "/api/v1/projects",
+        "/api/v1/projects/webshop/runs",
+        run + "/plan",
+        run + "/status_summary",
+        run + "/status_stream/0",
+        "/api/v1/projects/webshop/runs/nightly-2026-11-30/status_summary",
     ]:
         yield http_client.fetch(api(url))
-    yield http_client.fetch(api(run + "/status_stream/1"), headers={"Range": "bytes=5-"})
+    yield http_client.fetch(
+        api(run + "/status_stream/1"), headers={"Range": "bytes=5-"}
+    )
     yield http_client.fetch(api(run + "/status_poll"), method="POST", body="[0, 0, 0]")
-    yield http_client.fetch(api(run + "/status_poll"), method="POST", body="[10, 10, 0]")
+    yield http_client.fetch(
+        api(run + "/status_poll"), method="POST", body="[10, 10, 0]"
+    )
 
     assert snapshot(runs_dir) == before

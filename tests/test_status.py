@@ -13,7 +13,12 @@ def lines_for(test, outcome="passed", t=100.0, exception=None, phase="call"):
     """A test's status lines in SPEC order, as dicts."""
     out = [{"type": "start", "test": test, "time": t}]
     for i, name in enumerate(("setup", "call", "teardown")):
-        line = {"type": name, "outcome": "passed", "test": test, "time": t + 0.1 * (i + 1)}
+        line = {
+            "type": name,
+            "outcome": "passed",
+            "test": test,
+            "time": t + 0.1 * (i + 1),
+        }
         if name == phase and outcome != "passed":
             line["outcome"] = outcome
             if exception:
@@ -42,13 +47,21 @@ def by_test(lines):
 
 
 def test_summary_failed_test_finish_line_carries_call_exception(tmp_path):
-    write(tmp_path / "status.0.jsonl", jsonl(lines_for("t::a", "failed", exception="Boom\nE  1")))
+    write(
+        tmp_path / "status.0.jsonl",
+        jsonl(lines_for("t::a", "failed", exception="Boom\nE  1")),
+    )
 
     _, lines = summarize(tmp_path, 1)
 
     assert lines == [
-        {"type": "finish", "outcome": "failed", "test": "t::a", "time": 100.5,
-         "exception": "Boom\nE  1"}
+        {
+            "type": "finish",
+            "outcome": "failed",
+            "test": "t::a",
+            "time": 100.5,
+            "exception": "Boom\nE  1",
+        }
     ]
 
 
@@ -82,7 +95,9 @@ def test_summary_rerun_that_passes_drops_old_exception(tmp_path):
 
 
 def test_summary_rerun_in_another_workers_file_wins_by_time(tmp_path):
-    write(tmp_path / "status.0.jsonl", jsonl(lines_for("t::a", "failed", 100.0, "Boom")))
+    write(
+        tmp_path / "status.0.jsonl", jsonl(lines_for("t::a", "failed", 100.0, "Boom"))
+    )
     write(tmp_path / "status.1.jsonl", jsonl(lines_for("t::a", "passed", 300.0)))
 
     _, lines = summarize(tmp_path, 2)
@@ -91,7 +106,9 @@ def test_summary_rerun_in_another_workers_file_wins_by_time(tmp_path):
 
 
 def test_summary_older_attempt_in_higher_worker_loses(tmp_path):
-    write(tmp_path / "status.0.jsonl", jsonl(lines_for("t::a", "failed", 300.0, "Boom")))
+    write(
+        tmp_path / "status.0.jsonl", jsonl(lines_for("t::a", "failed", 300.0, "Boom"))
+    )
     write(tmp_path / "status.1.jsonl", jsonl(lines_for("t::a", "passed", 100.0)))
 
     _, lines = summarize(tmp_path, 2)
@@ -111,7 +128,8 @@ def test_summary_lines_newest_first_one_per_test(tmp_path):
 
 def test_summary_running_test_shows_latest_progress(tmp_path):
     objs = lines_for("t::a")[:2] + [
-        {"type": "progress", "percentage": p, "test": "t::a", "time": 101 + p} for p in (0.2, 0.6)
+        {"type": "progress", "percentage": p, "test": "t::a", "time": 101 + p}
+        for p in (0.2, 0.6)
     ]
     write(tmp_path / "status.0.jsonl", jsonl(objs))
 
@@ -221,7 +239,10 @@ def test_cache_partial_line_completed_later_equals_fresh_scan(tmp_path):
 def test_cache_truncated_file_is_read_again(tmp_path):
     path = tmp_path / "status.0.jsonl"
     cached = RunSummary(str(tmp_path))
-    write(path, jsonl(lines_for("t::a", "failed", 100.0, "Boom") + lines_for("t::b", t=110)))
+    write(
+        path,
+        jsonl(lines_for("t::a", "failed", 100.0, "Boom") + lines_for("t::b", t=110)),
+    )
     cached.snapshot(1)
 
     write(path, jsonl(lines_for("t::c", t=120.0)))
@@ -250,7 +271,9 @@ def test_cache_replaced_file_is_read_again(tmp_path):
     write(path, jsonl(lines_for("t::a", t=100.0) + lines_for("t::b", t=110.0)))
     cached.snapshot(1)
 
-    write(tmp_path / "new", jsonl(lines_for("t::a", t=100.0) + lines_for("t::z", t=130.0)))
+    write(
+        tmp_path / "new", jsonl(lines_for("t::a", t=100.0) + lines_for("t::z", t=130.0))
+    )
     os.replace(tmp_path / "new", path)
     fresh, incremental = fresh_and_cached(tmp_path, cached, 1)
 
@@ -260,7 +283,9 @@ def test_cache_replaced_file_is_read_again(tmp_path):
 
 def test_cache_rerun_in_another_workers_file_equals_fresh_scan(tmp_path):
     cached = RunSummary(str(tmp_path))
-    write(tmp_path / "status.0.jsonl", jsonl(lines_for("t::a", "failed", 100.0, "Boom")))
+    write(
+        tmp_path / "status.0.jsonl", jsonl(lines_for("t::a", "failed", 100.0, "Boom"))
+    )
     cached.snapshot(2)
 
     write(tmp_path / "status.1.jsonl", jsonl(lines_for("t::a", "passed", 200.0)))
