@@ -1,8 +1,10 @@
 """The composition root: settings in, a ready tornado.web.Application out."""
 
+import asyncio
 import concurrent.futures
 import logging
 import os
+import time
 
 import tornado.web
 
@@ -42,6 +44,15 @@ class Services:
         self.executor = concurrent.futures.ThreadPoolExecutor(
             EXECUTOR_THREADS, thread_name_prefix="greendots-io"
         )
+        # Long polls still writing their answer; shutdown waits for them.
+        self.polls_in_flight = 0
+
+    async def drain(self, timeout):
+        """Answer every waiting poll now and wait (up to ``timeout``) until sent."""
+        self.watchers.release_all()
+        deadline = time.monotonic() + timeout
+        while self.polls_in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     def close(self):
         """Answer every waiting poll, then let the file threads finish."""

@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 # drops the connection. Handlers answer 413 from the (smaller) configured limit.
 HARD_BODY_LIMIT = 1024 * 1024
 
+# Seconds a stopping server gives answered polls to reach their clients; well
+# below systemd's default stop timeout of 90 s.
+SHUTDOWN_GRACE = 5.0
+
 
 def _parser():
     parser = argparse.ArgumentParser(
@@ -88,9 +92,8 @@ async def serve(settings, ready=None):
 
     log.info("stopping: answering waiting polls")
     server.stop()
+    await app.services.drain(SHUTDOWN_GRACE)
     app.services.close()
-    # Let the answered polls reach their clients before the loop goes away.
-    await asyncio.sleep(0)
     await server.close_all_connections()
     log.info("stopped")
 

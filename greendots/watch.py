@@ -82,6 +82,7 @@ class RunWatcher:
             return ready
         waiter = _Waiter(offsets, asyncio.get_running_loop().create_future())
         self._waiters.add(waiter)
+        log.debug("%d polls waiting on %s", len(self._waiters), self.run_path)
         if self._task is None:
             self._task = asyncio.ensure_future(self._watch())
         try:

@@ -55,8 +55,9 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-cache")
 
     def write_json(self, data):
+        """Finish with ``data`` as JSON; the returned future resolves once it is sent."""
         self.set_header("Content-Type", JSON_TYPE)
-        self.finish(encode_json(data))
+        return self.finish(encode_json(data))
 
     def off_loop(self, func, *args):
         """Run blocking file work on the executor, keeping the event loop free."""

@@ -5,6 +5,7 @@ import email.utils
 import os
 import re
 
+import tornado.iostream
 import tornado.web
 import ujson
 
@@ -77,11 +78,14 @@ class StatusPollHandler(BaseHandler):
         self._waiting = asyncio.ensure_future(
             watcher.wait(offsets, self.limits.poll_timeout)
         )
+        self.services.polls_in_flight += 1
         try:
             ready = await self._waiting
-        except asyncio.CancelledError:
-            return  # the client left; nobody to answer
-        self.write_json({"workers_to_check": ready})
+            await self.write_json({"workers_to_check": ready})
+        except (asyncio.CancelledError, tornado.iostream.StreamClosedError):
+            pass  # the client left; nobody to answer
+        finally:
+            self.services.polls_in_flight -= 1
 
     def _offsets(self):
         body = self.request.body
