@@ -40,6 +40,12 @@ def _parser():
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.add_argument("--config", help="a TOML file with any of the settings")
     serve.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
+    serve.add_argument(
+        "--poll-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long a long poll waits for news (default 30)",
+    )
     return parser
 
 
@@ -51,6 +57,7 @@ def settings_from(args):
         address=args.address,
         port=args.port,
         log_level=args.log_level,
+        poll_timeout=args.poll_timeout,
     )
     if settings.data_dir is None:
         return settings, True
