@@ -63,7 +63,8 @@ def test_projects_hidden_entries_and_files_are_not_projects(http_client, api, ru
 def test_projects_runs_query_limits_newest_runs(http_client, api, runs_dir):
     for i in range(12):
         (runs_dir / "compiler" / f"extra-{i:02}").mkdir()
-    age_runs(runs_dir, "compiler", {f"extra-{i:02}": 100 - i for i in range(12)})
+    ages = {f"extra-{i:02}": 100 - i for i in range(12)}
+    age_runs(runs_dir, "compiler", {"build-1041": 86400, "build-1042": 86400, **ages})
 
     default = yield http_client.fetch(api("/api/v1/projects"))
     two = yield http_client.fetch(api("/api/v1/projects?runs=2"))
