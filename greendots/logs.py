@@ -295,7 +295,8 @@ class Record:
         """The time of day, ``HH:MM:SS.mmm`` UTC, or blanks."""
         if self.moment is None:
             return "--:--:--.---"
-        return self.moment.strftime("%H:%M:%S.") + f"{self.moment.microsecond // 1000:03d}"
+        m = self.moment
+        return f"{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond // 1000:03d}"
 
 
 class _Renderer:

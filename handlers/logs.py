@@ -50,10 +50,15 @@ class LogTailHandler(_LogHandler):
         run_path = self.store.run_dir(project, run)
 
         _, path = await self.off_loop(self._locate, run_path, test)
-        lines = await self.off_loop(logs.tail, path, count)
+        body = await self.off_loop(self._render, output, path, count, test)
 
         self._start_output(output)
-        self.finish(output.start(test) + output.records(lines) + output.end())
+        self.finish(body)
+
+    @staticmethod
+    def _render(output, path, count, test):
+        lines = logs.tail(path, count)
+        return output.start(test) + output.records(lines) + output.end()
 
 
 class LogStreamHandler(_LogHandler):
@@ -94,12 +99,9 @@ class LogStreamHandler(_LogHandler):
         self.write(output.start(test))
         await self.flush()
         while not self._gone.is_set():
-            step = await self.off_loop(follower.step)
-            if step.lines:
-                self.write(output.records(step.lines))
-            if step.note:
-                self.write(output.note(step.note, step.link))
-            if step.lines or step.note:
+            step, chunk = await self.off_loop(self._next_chunk, follower, output)
+            if chunk:
+                self.write(chunk)
                 await self.flush()
             if step.done:
                 self.finish(output.end())
@@ -107,6 +109,16 @@ class LogStreamHandler(_LogHandler):
             if not step.lines:
                 await self._pause()
         return "the client left"
+
+    @staticmethod
+    def _next_chunk(follower, output):
+        """One step of the follower, rendered; both off the loop, as a MB of
+        records takes a while to escape."""
+        step = follower.step()
+        chunk = output.records(step.lines) if step.lines else b""
+        if step.note:
+            chunk += output.note(step.note, step.link)
+        return step, chunk
 
     async def _pause(self):
         """Wait one interval, or less when the client leaves meanwhile."""
