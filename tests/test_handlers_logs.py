@@ -211,8 +211,9 @@ def _point_log_file(run_path, log_file):
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("endpoint", ["log_tail", "log_stream"])
-@pytest.mark.parametrize("log_file", ["../../../secret.txt", "SECRET_ABS", "sub/../a.log.jsonl",
-                                      "..", ".hidden.log.jsonl"])
+@pytest.mark.parametrize("log_file", ["../../../secret.txt", "../../etc/passwd", "SECRET_ABS",
+                                      "/etc/passwd", "sub/../a.log.jsonl", "..",
+                                      ".hidden.log.jsonl"])
 async def test_log_file_leaving_run_404_nothing_read(http_client, api, run, runs_dir, endpoint,
                                                      log_file):
     secret = runs_dir.parent / "secret.txt"
