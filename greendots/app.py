@@ -13,6 +13,7 @@ from greendots.store import Store
 from greendots.watch import Watchers
 from handlers.base import NotFoundHandler
 from handlers.listings import ProjectListHandler, RunListHandler
+from handlers.logs import LogStreamHandler, LogTailHandler
 from handlers.meta import ApiDocHandler, HealthHandler, VersionHandler
 from handlers.plan import PlanHandler
 from handlers.status import (
@@ -27,6 +28,8 @@ access_log = logging.getLogger("greendots.access")
 _SEGMENT = r"([^/]+)"
 PROJECT = rf"/api/v1/projects/{_SEGMENT}"
 RUN = rf"{PROJECT}/runs/{_SEGMENT}"
+# A test id is one segment too: its "/" arrive as %2F and are decoded with the rest.
+TEST = rf"{RUN}/test/{_SEGMENT}"
 
 # File work runs on a few threads: enough to overlap a slow disk with a
 # summary being parsed, few enough not to fight the event loop for the GIL.
@@ -97,6 +100,9 @@ def routes(services):
         (rf"{RUN}/status_summary", StatusSummaryHandler, deps),
         (rf"{RUN}/status_poll", StatusPollHandler, deps),
         (rf"{RUN}/status_stream/{_SEGMENT}", StatusFileHandler, deps),
+        # Test logs
+        (rf"{TEST}/log_tail", LogTailHandler, deps),
+        (rf"{TEST}/log_stream", LogStreamHandler, deps),
     ]
 
 

@@ -40,10 +40,36 @@ class Settings:
     runs_per_project: int = 10
     max_runs_per_project: int = 1000
 
+    #: Records a log preview shows unless asked for more: about one screen.
+    log_tail_lines: int = 25
+    #: Ceiling for ``lines=N`` on a log tail: a preview, not a download; the
+    #: whole log is what log_stream is for.
+    log_tail_max_lines: int = 10000
+    #: A followed log stops here unless ``notrunc`` is asked for: a few MB of
+    #: records is already more than a browser frame shows smoothly.
+    log_stream_max_bytes: int = 4 * 1024 * 1024
+    #: How often a followed log is checked for growth: new records show within
+    #: half a second while a stat per stream and interval costs next to nothing.
+    log_stream_interval: float = 0.5
+    #: A followed log that has not grown for this many seconds stops, so a test
+    #: whose worker died (and never writes its finish line) holds no stream.
+    log_stream_idle_timeout: float = 600.0
+
     def __post_init__(self):
         for name in ("port", "max_body_bytes", "max_workers", "runs_per_project"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        for name in (
+            "log_tail_lines",
+            "log_tail_max_lines",
+            "log_stream_max_bytes",
+            "log_stream_interval",
+            "log_stream_idle_timeout",
+        ):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.log_tail_lines > self.log_tail_max_lines:
+            raise ConfigError("log_tail_lines must not be over log_tail_max_lines")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not between 0 and 65535")
         if self.poll_timeout <= 0 or self.poll_interval <= 0:

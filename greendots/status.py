@@ -268,6 +268,23 @@ class RunSummary:
                     log.warning("skipped %d damaged lines in %s", damaged, summary.path)
             return [summary.end for summary in self.files], merge(self.files)
 
+    def test_finished(self, test, workers):
+        """Whether the test's latest status line, across workers, is its ``finish``.
+
+        A rerun that has started since is not finished. Costs a `snapshot`, which
+        reads only what the status files gained since the last one.
+        """
+        self.snapshot(workers)
+        latest = None
+        for summary in list(self.files):
+            state = summary.tests.get(test)
+            if state is not None and (latest is None or state.time > latest.time):
+                latest = state
+        if latest is None:
+            return False
+        obj = _decode(latest.line)
+        return obj is not None and obj.get("type") == "finish"
+
 
 class SummaryCache:
     """Run summaries kept between requests; the least recently used goes first."""

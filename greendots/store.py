@@ -87,13 +87,26 @@ def read_metadata(directory):
 class Plan:
     """A parsed plan: its bytes as written, a validator and the worker count."""
 
-    __slots__ = ("body", "etag", "worker_count", "mtime")
+    __slots__ = ("body", "etag", "worker_count", "mtime", "_log_files")
 
     def __init__(self, body, etag, worker_count, mtime):
         self.body = body
         self.etag = etag
         self.worker_count = worker_count
         self.mtime = mtime
+        self._log_files = None
+
+    @property
+    def log_files(self):
+        """Test id -> the ``log_file`` the plan names for it, or None where it names none.
+
+        Built on first use and kept with this version of the plan, so looking up
+        a log does not parse a plan of tens of thousands of tests each time.
+        Two threads may both build it; they build the same dict.
+        """
+        if self._log_files is None:
+            self._log_files = _log_file_index(ujson.loads(self.body))
+        return self._log_files
 
 
 class Store:
@@ -217,6 +230,21 @@ class Store:
         if len(self._plans) > PLANS_CACHED:
             self._plans.popitem(last=False)
         return plan
+
+
+def _log_file_index(parsed):
+    """Test id -> ``log_file`` (None when absent) for every well-formed test entry."""
+    index = {}
+    groups = parsed.get("groups") if isinstance(parsed, dict) else None
+    if not isinstance(groups, dict):
+        return index
+    for tests in groups.values():
+        if not isinstance(tests, list):
+            continue
+        for entry in tests:
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                index[entry["id"]] = entry.get("log_file")
+    return index
 
 
 def _name_from(metadata, default):
