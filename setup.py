@@ -35,9 +35,11 @@ setup(
         "test": [
             "pytest>=7",
             "pytest-tornado>=0.8.1",
+            "pytest-xdist",
         ],
     },
     entry_points={
         "console_scripts": ["greendots = greendots.cli:main"],
+        "pytest11": ["greendots = greendots.pytest_plugin"],
     },
 )
