@@ -30,6 +30,7 @@ numbers (``gwK`` becomes ``N + K``) for runs split over several machines that
 share one run directory; pass ``--greendots-skip-plan`` to all but one of them.
 """
 
+import json
 import logging
 import math
 import os
@@ -165,7 +166,10 @@ class RunWriter:
         )
         # One process writes the plan: gw0 under xdist, or the only process.
         self.writes_plan = not config.getoption("greendots_skip_plan") and not xdist_index
-        self.status = JsonLinesAppender(run_dir / status_file_name(self.worker))
+        # Opened on the first line and kept open for the whole session: one
+        # open per test would cost more than all of that test's writes.
+        self.status = JsonLinesAppender(os.path.join(run_dir, status_file_name(self.worker)))
+        self.logs = TestLogCapture(run_dir)
         self._tests = {}
 
     # -- plan and metadata -------------------------------------------------
@@ -195,42 +199,63 @@ class RunWriter:
     # -- status lines ------------------------------------------------------
 
     def write_status(self, kind, nodeid, **fields):
-        record = {"type": kind, "test": nodeid, "time": time.time()}
-        record.update(fields)
-        self.status.write(record)
+        """Append one status line for test ``nodeid`` with ``fields`` after the common ones."""
+        state = self._tests.get(nodeid)
+        quoted = state.quoted_id if state is not None else _json(nodeid)
+        extra = "".join(f", {_json(key)}: {_json(value)}" for key, value in fields.items())
+        self._write_line(kind, quoted, extra)
+
+    def _write_line(self, kind, quoted_id, extra=""):
+        # Formatted by hand rather than through json.dumps on a dict: a test
+        # writes at least five lines, and this keeps the plugin's cost per
+        # test small next to pytest's own. The id is quoted once per test;
+        # repr of a float is the JSON spelling.
+        line = f'{{"type": "{kind}", "test": {quoted_id}, "time": {time.time()!r}{extra}}}\n'
+        self.status.write_bytes(line.encode("utf-8", "replace"))
 
     def pytest_runtest_logstart(self, nodeid, location):
-        self._tests[nodeid] = _TestState(self.run_dir / log_file_name(nodeid))
-        self.write_status("start", nodeid)
+        state = self._tests[nodeid] = _TestState(nodeid)
+        self.logs.begin(nodeid)
+        self._write_line("start", state.quoted_id)
 
     def pytest_runtest_logreport(self, report):
-        state = self._tests.get(report.nodeid)
         outcome, fields = phase_outcome(report)
-        if state is not None:
-            state.outcome = max(state.outcome, outcome, key=_OUTCOME_RANK.__getitem__)
-            state.capture.add_sections(report)
-        self.write_status(report.when, report.nodeid, outcome=outcome, **fields)
+        state = self._tests.get(report.nodeid)
+        if state is None:
+            self.write_status(report.when, report.nodeid, outcome=outcome, **fields)
+            return
+        if _OUTCOME_RANK[outcome] > _OUTCOME_RANK[state.outcome]:
+            state.outcome = outcome
+        self.logs.add_sections(report)
+        extra = f', "outcome": "{outcome}"'
+        for key, value in fields.items():
+            extra += f', "{key}": {_json(value)}'
+        self._write_line(report.when, state.quoted_id, extra)
 
     def pytest_runtest_logfinish(self, nodeid, location):
         state = self._tests.pop(nodeid, None)
-        if state is None:
-            return
-        state.capture.close()
-        self.write_status("finish", nodeid, outcome=state.outcome)
+        self.logs.end()
+        if state is not None:
+            self._write_line("finish", state.quoted_id, f', "outcome": "{state.outcome}"')
 
     def pytest_unconfigure(self, config):
-        for state in self._tests.values():
-            state.capture.close()
+        self.logs.end()
         self._tests.clear()
         self.status.close()
 
 
 class _TestState:
-    """What a test needs between its start and finish lines: outcome so far and logs."""
+    """What a test needs between its start and finish lines."""
 
-    def __init__(self, log_path):
+    __slots__ = ("quoted_id", "outcome")
+
+    def __init__(self, nodeid):
+        self.quoted_id = _json(nodeid)
         self.outcome = "passed"
-        self.capture = TestLogCapture(log_path)
+
+
+def _json(value):
+    return json.dumps(value, ensure_ascii=False)
 
 
 def phase_outcome(report):
@@ -328,22 +353,49 @@ def _git_commit(cwd):
 
 
 class TestLogCapture(logging.Handler):
-    """Collects one test's log records and captured output into its log file.
+    """Writes the running test's log records and captured output into its log file.
 
-    Attached to the root logger at level NOTSET from the test's start to its
-    finish, with the root level lowered meanwhile so records of every level
-    reach it. The file is opened on the first record.
+    One handler serves the whole session. `begin` attaches it to the root
+    logger at level NOTSET and lowers the root level so records of every
+    level reach it; `end` detaches it and restores the level. The log file's
+    name is worked out and the file opened on the test's first record only,
+    so a test that logs nothing costs no file.
     """
 
-    def __init__(self, path):
+    def __init__(self, run_dir):
         super().__init__(logging.NOTSET)
-        self.path = path
+        self.run_dir = run_dir
+        self._nodeid = None
         self._fd = None
+        self._saved_root_level = None
         self._formatter = logging.Formatter()
+
+    def begin(self, nodeid):
+        self.end()
+        self._nodeid = nodeid
         root = logging.getLogger()
-        self._root_level = root.level
-        root.setLevel(logging.NOTSET)
+        # setLevel empties every logger's level cache; skip it when it would
+        # change nothing.
+        if root.level != logging.NOTSET:
+            self._saved_root_level = root.level
+            root.setLevel(logging.NOTSET)
         root.addHandler(self)
+
+    def end(self):
+        if self._nodeid is None:
+            return
+        root = logging.getLogger()
+        root.removeHandler(self)
+        # A test may have set its own root level (caplog restores it); only
+        # undo the change made here.
+        if self._saved_root_level is not None and root.level == logging.NOTSET:
+            root.setLevel(self._saved_root_level)
+        self._saved_root_level = None
+        with self.lock:
+            self._nodeid = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def emit(self, record):
         try:
@@ -357,8 +409,11 @@ class TestLogCapture(logging.Handler):
             self.handleError(record)
 
     def _write(self, name, level, created, message):
+        # Called with the handler's lock held.
+        if self._nodeid is None:
+            return
         if self._fd is None:
-            self._fd = open_append(self.path)
+            self._fd = open_append(os.path.join(self.run_dir, log_file_name(self._nodeid)))
         line = {"name": name, "level": level, "time": created, "message": message}
         write_all(self._fd, json_line(line))
 
@@ -368,6 +423,8 @@ class TestLogCapture(logging.Handler):
         Reports carry the captured output of every phase so far; only the
         sections of this phase are new, so each line is written once.
         """
+        if not report.sections:
+            return
         now = time.time()
         for title, content in report.sections:
             for stream, level in (("stdout", "INFO"), ("stderr", "ERROR")):
@@ -375,17 +432,6 @@ class TestLogCapture(logging.Handler):
                     with self.lock:
                         for text in content.splitlines():
                             self._write(stream, level, now, text)
-
-    def close(self):
-        root = logging.getLogger()
-        root.removeHandler(self)
-        if root.level == logging.NOTSET:
-            root.setLevel(self._root_level)
-        with self.lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-        super().close()
 
 
 # -- progress --------------------------------------------------------------

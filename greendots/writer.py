@@ -71,9 +71,13 @@ class JsonLinesAppender:
         self._fd = None
 
     def write(self, obj):
+        self.write_bytes(json_line(obj))
+
+    def write_bytes(self, line):
+        """Append ``line``, which must be one whole line of UTF-8 JSON with its newline."""
         if self._fd is None:
             self._fd = open_append(self.path)
-        write_all(self._fd, json_line(obj))
+        write_all(self._fd, line)
 
     def close(self):
         if self._fd is not None:
