@@ -1,0 +1,113 @@
+"""The composition root: settings in, a ready tornado.web.Application out."""
+
+import concurrent.futures
+import logging
+import os
+
+import tornado.web
+
+from greendots.status import SummaryCache
+from greendots.store import Store
+from greendots.watch import Watchers
+from handlers.base import NotFoundHandler
+from handlers.listings import ProjectListHandler, RunListHandler
+from handlers.meta import ApiDocHandler, HealthHandler, VersionHandler
+from handlers.plan import PlanHandler
+from handlers.status import (
+    StatusFileHandler,
+    StatusPollHandler,
+    StatusSummaryHandler,
+)
+
+access_log = logging.getLogger("greendots.access")
+
+# One path segment, still percent-encoded; handlers check the decoded name.
+_SEGMENT = r"([^/]+)"
+PROJECT = rf"/api/v1/projects/{_SEGMENT}"
+RUN = rf"{PROJECT}/runs/{_SEGMENT}"
+
+# File work runs on a few threads: enough to overlap a slow disk with a
+# summary being parsed, few enough not to fight the event loop for the GIL.
+EXECUTOR_THREADS = 4
+
+
+class Services:
+    """What handlers share: the settings, the runs directory and its caches."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.store = Store(settings.data_dir, settings.max_workers)
+        self.summaries = SummaryCache(settings.summary_cache_runs)
+        self.watchers = Watchers(settings.poll_interval)
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            EXECUTOR_THREADS, thread_name_prefix="greendots-io"
+        )
+
+    def close(self):
+        """Answer every waiting poll, then let the file threads finish."""
+        self.watchers.release_all()
+        self.executor.shutdown(wait=False)
+
+
+def log_request(handler):
+    """One line per request: status, method, path, client and duration."""
+    status = handler.get_status()
+    if status < 400:
+        level = logging.INFO
+    elif status < 500:
+        level = logging.WARNING
+    else:
+        level = logging.ERROR
+    request = handler.request
+    access_log.log(
+        level,
+        "%d %s %s (%s) %.1fms",
+        status,
+        request.method,
+        request.uri,
+        request.remote_ip,
+        1000.0 * request.request_time(),
+    )
+
+
+def routes(services):
+    deps = {"services": services}
+    return [
+        # About the server
+        (r"/api/?", ApiDocHandler, deps),
+        (r"/api/v1/?", ApiDocHandler, deps),
+        (r"/api/v1/version", VersionHandler, deps),
+        (r"/healthz", HealthHandler, deps),
+        # Projects and runs
+        (r"/api/v1/projects", ProjectListHandler, deps),
+        (rf"{PROJECT}/runs", RunListHandler, deps),
+        # One run
+        (rf"{RUN}/plan", PlanHandler, deps),
+        (rf"{RUN}/status_summary", StatusSummaryHandler, deps),
+        (rf"{RUN}/status_poll", StatusPollHandler, deps),
+        (rf"{RUN}/status_stream/{_SEGMENT}", StatusFileHandler, deps),
+    ]
+
+
+def make_app(settings, services=None):
+    """The application serving ``settings.data_dir``; ``app.services`` holds its state."""
+    if services is None:
+        services = Services(settings)
+    app = tornado.web.Application(
+        routes(services),
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"services": services},
+        log_function=log_request,
+    )
+    app.services = services
+    return app
+
+
+def bundled_runs_dir():
+    """The demo runs shipped with greendots: inside the package once installed,
+    beside it in a checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    installed = os.path.join(here, "fixtures")
+    if os.path.isdir(installed):
+        return installed
+    return os.path.join(os.path.dirname(here), "fixtures")

@@ -1,0 +1,100 @@
+"""Settings: defaults, then a TOML file, then command-line flags."""
+
+import dataclasses
+import sys
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on older interpreters only
+    import tomli as tomllib
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used; the message says which and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the server can be told. Every limit lives here with its reason."""
+
+    #: The runs directory; None means the demo runs bundled with the package.
+    data_dir: str = None
+    address: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "info"
+
+    #: A long poll that sees no growth answers after this many seconds, well
+    #: inside the idle timeouts of common proxies.
+    poll_timeout: float = 30.0
+    #: How often a waiting run's status files are checked for growth.
+    poll_interval: float = 0.25
+
+    #: A poll body is a list of offsets: 64 KiB holds thousands of them.
+    max_body_bytes: int = 64 * 1024
+    #: Runs are split over tens of workers, rarely hundreds; this bounds what a
+    #: plan or a status file name can make the server allocate.
+    max_workers: int = 4096
+    #: Runs whose status summaries stay in memory between requests.
+    summary_cache_runs: int = 64
+    #: Default and ceiling for ``runs=N`` on the project listing.
+    runs_per_project: int = 10
+    max_runs_per_project: int = 1000
+
+    def __post_init__(self):
+        for name in ("port", "max_body_bytes", "max_workers", "runs_per_project"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is not between 0 and 65535")
+        if self.poll_timeout <= 0 or self.poll_interval <= 0:
+            raise ConfigError("poll_timeout and poll_interval must be positive")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(
+                f"log_level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+            )
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+_FIELDS = {field.name: field for field in dataclasses.fields(Settings)}
+
+
+def _coerce(name, value):
+    """``value`` as the type of setting ``name``, or ConfigError."""
+    default = _FIELDS[name].default
+    if name == "data_dir":
+        wanted = str
+    else:
+        wanted = type(default)
+    if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, wanted) or isinstance(value, bool) != (wanted is bool):
+        raise ConfigError(f"{name} must be a {wanted.__name__}, not {value!r}")
+    return value
+
+
+def load_settings(config_file=None, **overrides):
+    """Settings from the defaults, then ``config_file`` (TOML), then ``overrides``.
+
+    Keys may be written with ``-`` or ``_``. Overrides that are None are ignored,
+    so unset command-line flags leave the file's values alone. An unknown key,
+    a value of the wrong type or a file that cannot be read is a ConfigError.
+    """
+    values = {}
+    if config_file is not None:
+        try:
+            with open(config_file, "rb") as f:
+                table = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {config_file}: {e.strerror}")
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {e}")
+        for key, value in table.items():
+            name = key.replace("-", "_")
+            if name not in _FIELDS:
+                raise ConfigError(f"unknown setting {key!r} in {config_file}")
+            values[name] = _coerce(name, value)
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = _coerce(name, value)
+    return Settings(**values)

@@ -1,0 +1,141 @@
+"""Long polls: one watcher per run wakes every request waiting on it.
+
+However many clients wait on a run, its status files are looked at once per
+interval, and a watcher lives only while someone waits.
+"""
+
+import asyncio
+import logging
+import os
+
+from greendots.names import status_file_name
+
+log = logging.getLogger(__name__)
+
+
+def file_sizes(run_path, count):
+    """Sizes of the run's first ``count`` status files; 0 for one not written yet."""
+    sizes = []
+    for worker in range(count):
+        try:
+            sizes.append(os.stat(os.path.join(run_path, status_file_name(worker))).st_size)
+        except (FileNotFoundError, NotADirectoryError):
+            sizes.append(0)
+    return sizes
+
+
+def changed_workers(offsets, sizes):
+    """Workers whose file no longer ends at the client's offset.
+
+    A longer file has news. A shorter one was rewritten, which the client must
+    hear about too, or it would wait for bytes that never come.
+    """
+    return [worker for worker, offset in enumerate(offsets) if sizes[worker] != offset]
+
+
+class _Waiter:
+    __slots__ = ("offsets", "future")
+
+    def __init__(self, offsets, future):
+        self.offsets = offsets
+        self.future = future
+
+
+class RunWatcher:
+    """Stats one run's status files each ``interval`` seconds for its waiters."""
+
+    def __init__(self, run_path, interval, on_idle):
+        self.run_path = run_path
+        self.interval = interval
+        self._on_idle = on_idle
+        self._waiters = set()
+        self._task = None
+        self._sizes = []
+        self._sizes_at = None
+        self.stats = 0
+
+    def _current_sizes(self, count):
+        """Sizes at most one interval old, taken anew only when needed."""
+        now = asyncio.get_running_loop().time()
+        fresh = self._sizes_at is not None and now - self._sizes_at < self.interval
+        if not fresh or len(self._sizes) < count:
+            self._sizes = file_sizes(self.run_path, max(count, len(self._sizes)))
+            self._sizes_at = now
+            self.stats += len(self._sizes)
+        return self._sizes
+
+    async def wait(self, offsets, timeout):
+        """Workers whose file changed from ``offsets``, as soon as there are any.
+
+        Returns an empty list after ``timeout`` seconds without change, or when
+        the watcher is released. Cancelling the call (the client went away)
+        leaves nothing behind.
+        """
+        ready = changed_workers(offsets, self._current_sizes(len(offsets)))
+        if ready or not offsets:
+            if not self._waiters:
+                self._stop()
+            return ready
+        waiter = _Waiter(offsets, asyncio.get_running_loop().create_future())
+        self._waiters.add(waiter)
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._watch())
+        try:
+            return await asyncio.wait_for(waiter.future, timeout)
+        except asyncio.TimeoutError:
+            return []
+        finally:
+            self._waiters.discard(waiter)
+            if not self._waiters:
+                self._stop()
+
+    def waiting(self):
+        return len(self._waiters)
+
+    async def _watch(self):
+        while self._waiters:
+            await asyncio.sleep(self.interval)
+            count = max(len(waiter.offsets) for waiter in self._waiters)
+            sizes = self._current_sizes(count)
+            for waiter in list(self._waiters):
+                ready = changed_workers(waiter.offsets, sizes)
+                if ready and not waiter.future.done():
+                    waiter.future.set_result(ready)
+
+    def release(self):
+        """Answer every waiter now with no news, as when the server stops."""
+        for waiter in list(self._waiters):
+            if not waiter.future.done():
+                waiter.future.set_result([])
+
+    def _stop(self):
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._on_idle(self)
+
+
+class Watchers:
+    """The live `RunWatcher` of each run that has waiting polls."""
+
+    def __init__(self, interval):
+        self.interval = interval
+        self._by_run = {}
+
+    def for_run(self, run_path):
+        watcher = self._by_run.get(run_path)
+        if watcher is None:
+            watcher = RunWatcher(run_path, self.interval, self._forget)
+            self._by_run[run_path] = watcher
+        return watcher
+
+    def _forget(self, watcher):
+        if self._by_run.get(watcher.run_path) is watcher:
+            del self._by_run[watcher.run_path]
+
+    def release_all(self):
+        for watcher in list(self._by_run.values()):
+            watcher.release()
+
+    def __len__(self):
+        return len(self._by_run)
