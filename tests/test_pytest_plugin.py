@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from greendots.app import make_app
+from greendots.config import Settings
 from greendots.names import log_file_name
 from greendots.pytest_plugin import Progress, _Bar, build_plan, group_name, json_safe
 
@@ -486,3 +488,45 @@ def test_build_plan_row_params_shared_by_all_parametrized():
     assert plan["row_params"] == ["arch"]
     assert list(plan["groups"]) == ["a", "b.c"]
     assert plan["groups"]["a"][1]["params"] == {}
+
+
+# -- the plugin's run served by the application ------------------------------
+
+
+@pytest.fixture
+def plugin_data_dir(suite):
+    """A runs directory holding one project with one run written by the plugin."""
+    data_dir = suite.path / "data"
+    suite.runpytest_subprocess("--greendots", str(data_dir / "suite" / "run-1"))
+    return data_dir
+
+
+@pytest.fixture
+def app(plugin_data_dir):
+    # Replaces the shared app fixture: this one serves the plugin's run.
+    application = make_app(Settings(data_dir=str(plugin_data_dir)))
+    yield application
+    application.services.close()
+
+
+@pytest.mark.gen_test
+def test_plugin_run_served_summary_true_outcomes_with_tracebacks(http_client, base_url):
+    url = base_url + "/api/v1/projects/suite/runs/run-1/status_summary"
+
+    response = yield http_client.fetch(url)
+
+    assert response.code == 200
+    lines = [json.loads(line) for line in response.body.decode("utf-8").splitlines()]
+    by_test = {line["test"].split("::", 1)[1]: line for line in lines}
+    assert len(lines) == len(by_test) == TEST_COUNT
+    for name, (_, outcome) in EXPECTED.items():
+        line = by_test[name]
+        assert line["type"] == "finish"
+        assert line["outcome"] == outcome, name
+        if outcome in ("failed", "error"):
+            assert line["exception"].strip(), name
+        else:
+            assert "exception" not in line, name
+    assert "arithmetic is off" in by_test["test_fails"]["exception"]
+    assert "fixture broke" in by_test["test_errors_in_setup"]["exception"]
+    assert "teardown broke" in by_test["test_errors_in_teardown"]["exception"]
