@@ -18,6 +18,9 @@ What it writes, and the choices the on-disk format leaves open:
   ``error``, in the call ``failed``. An expected failure (xfail) is
   ``skipped`` with the reason ``xfail: <reason>``; an unexpected pass of a
   strict xfail is ``failed``; a non-strict unexpected pass is ``passed``.
+- A test rerun by pytest-rerunfailures writes a whole start ... finish
+  sequence per attempt, as the format expects of reruns; the phase that
+  caused the rerun is ``failed`` (or ``error``) with its traceback.
 - One log file per test (named by `greendots.names.log_file_name`) holding the
   log records of every level and the captured stdout/stderr lines. It is
   created on the first record only: a test that logs nothing has no log file.

@@ -414,6 +414,33 @@ def test_plugin_without_option_writes_nothing(suite):
     assert written == []
 
 
+def test_plugin_reruns_one_sequence_per_attempt(pytester):
+    pytest.importorskip("pytest_rerunfailures")
+    pytester.makepyfile(
+        test_flaky="""
+        import itertools
+
+        attempts = itertools.count()
+
+
+        def test_flaky():
+            assert next(attempts) >= 2, "not yet"
+        """
+    )
+    run_dir = pytester.path / "run"
+
+    result = pytester.runpytest_subprocess("--reruns", "3", "--greendots", str(run_dir))
+
+    assert result.parseoutcomes()["rerun"] == 2
+    lines, _ = _status_by_test(run_dir)
+    records = lines["test_flaky.py::test_flaky"]
+    attempt = ["start", "setup", "call", "teardown", "finish"]
+    assert [r["type"] for r in records] == attempt * 3
+    finishes = [r["outcome"] for r in records if r["type"] == "finish"]
+    assert finishes == ["failed", "failed", "passed"]
+    assert "not yet" in records[2]["exception"]
+
+
 # -- in-process pieces -------------------------------------------------------
 
 
