@@ -172,7 +172,7 @@ class RunWriter:
         # Opened on the first line and kept open for the whole session: one
         # open per test would cost more than all of that test's writes.
         self.status = JsonLinesAppender(os.path.join(run_dir, status_file_name(self.worker)))
-        self.logs = TestLogCapture(run_dir)
+        self.logs = PerTestLogHandler(run_dir)
         self._tests = {}
 
     # -- plan and metadata -------------------------------------------------
@@ -355,7 +355,7 @@ def _git_commit(cwd):
 # -- per-test logs ---------------------------------------------------------
 
 
-class TestLogCapture(logging.Handler):
+class PerTestLogHandler(logging.Handler):
     """Writes the running test's log records and captured output into its log file.
 
     One handler serves the whole session. `begin` attaches it to the root
