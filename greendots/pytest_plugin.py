@@ -432,8 +432,10 @@ class PerTestLogHandler(logging.Handler):
         for title, content in report.sections:
             for stream, level in (("stdout", "INFO"), ("stderr", "ERROR")):
                 if title == f"Captured {stream} {report.when}":
+                    # Split at newlines only: str.splitlines would also cut
+                    # at form feeds and other separators inside a line.
                     with self.lock:
-                        for text in content.splitlines():
+                        for text in content.rstrip("\n").split("\n"):
                             self._write(stream, level, now, text)
 
 

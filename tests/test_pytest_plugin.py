@@ -38,7 +38,7 @@ def test_passes():
         1 / 0
     except ZeroDivisionError:
         log.exception("caught it")
-    print("to stdout")
+    print("to stdout\\fwith a form feed \\u2028 and a line separator")
     print("to stderr", file=sys.stderr)
 
 
@@ -141,7 +141,13 @@ def _read_jsonl(path):
     with open(path, encoding="utf-8") as f:
         raw = f.read()
     assert raw.endswith("\n")
-    return [json.loads(line) for line in raw.splitlines()]
+    # Only "\n" ends a line: str.splitlines would also split at U+2028 and
+    # other characters that JSON strings may hold unescaped.
+    lines = raw.split("\n")[:-1]
+    records = [json.loads(line) for line in lines]
+    # Byte for byte what json.dumps writes, whichever way the line was built.
+    assert [json.dumps(r, ensure_ascii=False) for r in records] == lines
+    return records
 
 
 def _status_by_test(run_dir):
@@ -285,7 +291,7 @@ def test_plugin_logs_every_level_and_captured_output(suite):
     records = _read_jsonl(run_dir / log_file_name(test_id))
     for record in records:
         assert set(record) == {"name", "level", "time", "message"}
-    seen = [(r["name"], r["level"], r["message"].splitlines()[0]) for r in records]
+    seen = [(r["name"], r["level"], r["message"].split("\n")[0]) for r in records]
     assert seen == [
         ("suite.mod", "DEBUG", "debug record"),
         ("suite.mod", "INFO", "info record"),
@@ -293,7 +299,7 @@ def test_plugin_logs_every_level_and_captured_output(suite):
         ("suite.mod", "ERROR", "error record"),
         ("suite.mod", "CRITICAL", "critical record"),
         ("suite.mod", "ERROR", "caught it"),
-        ("stdout", "INFO", "to stdout"),
+        ("stdout", "INFO", "to stdout\fwith a form feed \u2028 and a line separator"),
         ("stderr", "ERROR", "to stderr"),
     ]
     assert "ZeroDivisionError" in records[5]["message"]
@@ -543,7 +549,7 @@ def test_plugin_run_served_summary_true_outcomes_with_tracebacks(http_client, ba
     response = yield http_client.fetch(url)
 
     assert response.code == 200
-    lines = [json.loads(line) for line in response.body.decode("utf-8").splitlines()]
+    lines = [json.loads(line) for line in response.body.decode("utf-8").split("\n") if line]
     by_test = {line["test"].split("::", 1)[1]: line for line in lines}
     assert len(lines) == len(by_test) == TEST_COUNT
     for name, (_, outcome) in EXPECTED.items():

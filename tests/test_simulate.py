@@ -64,7 +64,7 @@ def _run_until_first_done(start_simulation, project, **kwargs):
 def _read_jsonl(path):
     text = path.read_text(encoding="utf-8")
     assert text.endswith("\n")
-    return [json.loads(line) for line in text.splitlines()]
+    return [json.loads(line) for line in text.split("\n")[:-1]]
 
 
 def _status_lines(run_dir):
