@@ -35,9 +35,13 @@ setup(
         "test": [
             "pytest>=7",
             "pytest-tornado>=0.8.1",
+            "pytest-xdist",
+            # Reruns must write one start-to-finish sequence per attempt.
+            "pytest-rerunfailures",
         ],
     },
     entry_points={
         "console_scripts": ["greendots = greendots.cli:main"],
+        "pytest11": ["greendots = greendots.pytest_plugin"],
     },
 )
