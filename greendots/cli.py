@@ -5,8 +5,11 @@ import asyncio
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
+import threading
 
 import tornado.httpserver
 import tornado.netutil
@@ -14,6 +17,7 @@ import tornado.netutil
 import greendots
 from greendots.app import bundled_runs_dir, make_app
 from greendots.config import LOG_LEVELS, ConfigError, load_settings
+from greendots.simulate import simulate
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +28,11 @@ HARD_BODY_LIMIT = 1024 * 1024
 # Seconds a stopping server gives answered polls to reach their clients; well
 # below systemd's default stop timeout of 90 s.
 SHUTDOWN_GRACE = 5.0
+
+# The project the demo's simulated runs are written into.
+DEMO_PROJECT = "demo"
+# Seconds the demo waits for its writer thread to notice the stop.
+DEMO_WRITER_GRACE = 2.0
 
 
 def _parser():
@@ -46,6 +55,21 @@ def _parser():
         metavar="SECONDS",
         help="how long a long poll waits for news (default 30)",
     )
+    demo = commands.add_parser(
+        "demo", help="serve a copy of the demo runs while a simulated run goes on"
+    )
+    demo.add_argument("--address", default="127.0.0.1", help="default 127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080, help="default 8080")
+    demo.add_argument(
+        "--tests", type=int, default=300, help="tests per run (default 300)"
+    )
+    demo.add_argument(
+        "--seconds",
+        type=float,
+        default=90.0,
+        help="how long each run takes (default 90)",
+    )
+    demo.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     return parser
 
 
@@ -105,8 +129,53 @@ async def serve(settings, ready=None):
     log.info("stopped")
 
 
+def demo(args):
+    """Serve a scratch copy of the demo runs while a simulated run keeps writing.
+
+    Everything lives in a temporary directory removed on exit, so the demo
+    never touches the bundled runs or leaves files behind.
+    """
+    _configure_logging(args.log_level)
+    with tempfile.TemporaryDirectory(prefix="greendots-demo-") as scratch:
+        data_dir = os.path.join(scratch, "runs")
+        shutil.copytree(bundled_runs_dir(), data_dir)
+        settings = load_settings(
+            data_dir=data_dir,
+            address=args.address,
+            port=args.port,
+            log_level=args.log_level,
+        )
+        stop = threading.Event()
+        writer = threading.Thread(
+            target=simulate,
+            args=(os.path.join(data_dir, DEMO_PROJECT), stop),
+            kwargs={"tests": args.tests, "seconds": args.seconds},
+            name="greendots-demo-writer",
+            daemon=True,
+        )
+        writer.start()
+
+        def announce(port):
+            print(
+                f"GreenDots demo: open http://{args.address}:{port}/ (Ctrl-C stops it)",
+                flush=True,
+            )
+
+        try:
+            asyncio.run(serve(settings, ready=announce))
+        except OSError as e:
+            log.error("cannot listen on %s:%s: %s", args.address, args.port, e)
+            return 1
+        finally:
+            stop.set()
+            writer.join(DEMO_WRITER_GRACE)
+    return 0
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
+    if args.command == "demo":
+        return demo(args)
     try:
         settings, bundled = settings_from(args)
     except ConfigError as e:
