@@ -42,7 +42,9 @@ class Services:
     def __init__(self, settings):
         self.settings = settings
         self.store = Store(settings.data_dir, settings.max_workers)
-        self.summaries = SummaryCache(settings.summary_cache_runs)
+        self.summaries = SummaryCache(
+            settings.summary_cache_runs, settings.summary_cache_bytes
+        )
         self.watchers = Watchers(settings.poll_interval)
         self.executor = concurrent.futures.ThreadPoolExecutor(
             EXECUTOR_THREADS, thread_name_prefix="greendots-io"

@@ -36,6 +36,9 @@ class Settings:
     max_workers: int = 4096
     #: Runs whose status summaries stay in memory between requests.
     summary_cache_runs: int = 64
+    #: Memory those summaries may hold in all. A run of 20,000 tests holds
+    #: about 10 MB, so this keeps dozens of large runs warm.
+    summary_cache_bytes: int = 512 * 1024 * 1024
     #: Default and ceiling for ``runs=N`` on the project listing.
     runs_per_project: int = 10
     max_runs_per_project: int = 1000

@@ -24,6 +24,34 @@ def complete_end(f, size, chunk_size=CHUNK_SIZE):
     return 0
 
 
+def read_blocks_backwards(f, end, start=0, chunk_size=CHUNK_SIZE):
+    """Yield ``f[start:end]`` as blocks of whole lines, the last block first.
+
+    Each block is bytes holding one or more whole lines in file order, split
+    at newlines only, so a reader can search a block with bytes methods instead
+    of looking at every line. ``end`` should be a line boundary.
+    """
+    pos = end
+    carry = b""
+    while pos > start:
+        block_start = max(start, pos - chunk_size)
+        f.seek(block_start)
+        data = f.read(pos - block_start) + carry
+        pos = block_start
+        if pos > start:
+            # The first piece may continue in the block before this one.
+            cut = data.find(b"\n")
+            if cut < 0:
+                carry = data
+                continue
+            carry, data = data[:cut], data[cut + 1 :]
+        else:
+            carry = b""
+        yield data
+    if carry:
+        yield carry
+
+
 def read_lines_backwards(f, end, start=0, chunk_size=CHUNK_SIZE):
     """Yield ``(offset, line)`` for each line of ``f[start:end]``, last line first.
 

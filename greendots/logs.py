@@ -139,8 +139,15 @@ class LogFollower:
     it has not grown for ``idle_timeout`` seconds.
     """
 
-    def __init__(self, path, is_finished, max_bytes=None, more_link=None,
-                 idle_timeout=None, clock=time.monotonic):
+    def __init__(
+        self,
+        path,
+        is_finished,
+        max_bytes=None,
+        more_link=None,
+        idle_timeout=None,
+        clock=time.monotonic,
+    ):
         self.path = path
         self.is_finished = is_finished
         self.max_bytes = max_bytes
@@ -185,7 +192,10 @@ class LogFollower:
         if self.finished:
             return Step(done=True)
         self.at_end = True
-        if self.idle_timeout is not None and self.clock() - self.grown_at > self.idle_timeout:
+        if (
+            self.idle_timeout is not None
+            and self.clock() - self.grown_at > self.idle_timeout
+        ):
             return Step(
                 note=f"no new records for {self.idle_timeout:g} seconds; reload to follow again",
                 done=True,
@@ -286,7 +296,9 @@ class Record:
         moment = obj.get("time")
         if isinstance(moment, (int, float)) and not isinstance(moment, bool):
             try:
-                self.moment = datetime.datetime.fromtimestamp(moment, datetime.timezone.utc)
+                self.moment = datetime.datetime.fromtimestamp(
+                    moment, datetime.timezone.utc
+                )
             except (OverflowError, OSError, ValueError):
                 pass
 
@@ -331,7 +343,7 @@ class HtmlRenderer(_Renderer):
 
     def start(self, title):
         return (
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
             f"<title>{html.escape(visible(title), quote=True)}</title>"
             f"<style>{_STYLE}</style></head><body>\n"
         ).encode()
@@ -341,7 +353,9 @@ class HtmlRenderer(_Renderer):
         for line in lines:
             record = Record(line)
             if record.text is not None:
-                parts.append(f'<div class="r">{html.escape(record.text, quote=True)}</div>\n')
+                parts.append(
+                    f'<div class="r">{html.escape(record.text, quote=True)}</div>\n'
+                )
                 continue
             day = self._new_day(record)
             if day is not None:
@@ -395,7 +409,9 @@ class TextRenderer(_Renderer):
             day = self._new_day(record)
             if day is not None:
                 parts.append(f"--- {day} (times in UTC) ---\n")
-            parts.append(f"{record.clock} {record.level} {record.name} {record.message}\n")
+            parts.append(
+                f"{record.clock} {record.level} {record.name} {record.message}\n"
+            )
         return "".join(parts).encode("utf-8", "replace")
 
     def note(self, message, link=None):

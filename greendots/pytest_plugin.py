@@ -53,8 +53,8 @@ from greendots.writer import (
     JsonLinesAppender,
     atomic_write_bytes,
     atomic_write_json,
-    open_append,
     json_line,
+    open_append,
     rfc3339_utc,
     toml_dumps,
     write_all,
@@ -131,7 +131,9 @@ def _is_xdist_controller(config):
     if hasattr(config, "workerinput"):
         return False
     option = config.option
-    distributing = getattr(option, "dist", "no") != "no" and bool(getattr(option, "tx", None))
+    distributing = getattr(option, "dist", "no") != "no" and bool(
+        getattr(option, "tx", None)
+    )
     return distributing and not option.collectonly
 
 
@@ -165,13 +167,19 @@ class RunWriter:
         first = config.getoption("greendots_worker_id")
         self.worker = (first or 0) + (xdist_index or 0)
         self.worker_count = (
-            config.getoption("greendots_worker_count") or _xdist_worker_count(config) or 1
+            config.getoption("greendots_worker_count")
+            or _xdist_worker_count(config)
+            or 1
         )
         # One process writes the plan: gw0 under xdist, or the only process.
-        self.writes_plan = not config.getoption("greendots_skip_plan") and not xdist_index
+        self.writes_plan = (
+            not config.getoption("greendots_skip_plan") and not xdist_index
+        )
         # Opened on the first line and kept open for the whole session: one
         # open per test would cost more than all of that test's writes.
-        self.status = JsonLinesAppender(os.path.join(run_dir, status_file_name(self.worker)))
+        self.status = JsonLinesAppender(
+            os.path.join(run_dir, status_file_name(self.worker))
+        )
         self.logs = PerTestLogHandler(run_dir)
         self._tests = {}
 
@@ -181,9 +189,13 @@ class RunWriter:
         if not self.writes_plan:
             return
         self.writes_plan = False
-        atomic_write_json(self.run_dir / "plan.json", build_plan(session.items, self.worker_count))
+        atomic_write_json(
+            self.run_dir / "plan.json", build_plan(session.items, self.worker_count)
+        )
         metadata = self._metadata()
-        atomic_write_bytes(self.run_dir / "metadata.toml", toml_dumps(metadata).encode("utf-8"))
+        atomic_write_bytes(
+            self.run_dir / "metadata.toml", toml_dumps(metadata).encode("utf-8")
+        )
 
     def _metadata(self):
         workerinput = getattr(self.config, "workerinput", None) or {}
@@ -205,7 +217,9 @@ class RunWriter:
         """Append one status line for test ``nodeid`` with ``fields`` after the common ones."""
         state = self._tests.get(nodeid)
         quoted = state.quoted_id if state is not None else _json(nodeid)
-        extra = "".join(f", {_json(key)}: {_json(value)}" for key, value in fields.items())
+        extra = "".join(
+            f", {_json(key)}: {_json(value)}" for key, value in fields.items()
+        )
         self._write_line(kind, quoted, extra)
 
     def _write_line(self, kind, quoted_id, extra=""):
@@ -239,7 +253,9 @@ class RunWriter:
         state = self._tests.pop(nodeid, None)
         self.logs.end()
         if state is not None:
-            self._write_line("finish", state.quoted_id, f', "outcome": "{state.outcome}"')
+            self._write_line(
+                "finish", state.quoted_id, f', "outcome": "{state.outcome}"'
+            )
 
     def pytest_unconfigure(self, config):
         self.logs.end()
@@ -279,7 +295,9 @@ def _skip_reason(report):
     # A skip's longrepr is (path, line, message); the message starts "Skipped: ".
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
         message = str(longrepr[2])
-        return message[len("Skipped: ") :] if message.startswith("Skipped: ") else message
+        return (
+            message[len("Skipped: ") :] if message.startswith("Skipped: ") else message
+        )
     return report.longreprtext
 
 
@@ -294,7 +312,9 @@ def build_plan(items, worker_count):
         params = _item_params(item)
         if params is not None:
             names = list(params)
-            row_params = names if row_params is None else [n for n in row_params if n in params]
+            row_params = (
+                names if row_params is None else [n for n in row_params if n in params]
+            )
         groups.setdefault(group_name(item.nodeid), []).append(
             {
                 "id": item.nodeid,
@@ -303,7 +323,11 @@ def build_plan(items, worker_count):
                 "log_file": log_file_name(item.nodeid),
             }
         )
-    return {"worker_count": worker_count, "row_params": row_params or [], "groups": groups}
+    return {
+        "worker_count": worker_count,
+        "row_params": row_params or [],
+        "groups": groups,
+    }
 
 
 def group_name(nodeid):
@@ -416,7 +440,9 @@ class PerTestLogHandler(logging.Handler):
         if self._nodeid is None:
             return
         if self._fd is None:
-            self._fd = open_append(os.path.join(self.run_dir, log_file_name(self._nodeid)))
+            self._fd = open_append(
+                os.path.join(self.run_dir, log_file_name(self._nodeid))
+            )
         line = {"name": name, "level": level, "time": created, "message": message}
         write_all(self._fd, json_line(line))
 

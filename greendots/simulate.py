@@ -53,9 +53,19 @@ _SKIP_REASONS = [
     "network access disabled on this runner",
     "flaky on shared runners, tracked upstream",
 ]
-_LOGGERS = ["app.db", "app.http", "app.cache", "app.scheduler", "urllib3.connectionpool"]
+_LOGGERS = [
+    "app.db",
+    "app.http",
+    "app.cache",
+    "app.scheduler",
+    "urllib3.connectionpool",
+]
 _LOG_LINES = {
-    "DEBUG": ["opening connection to %s:5432", "cache miss for key %s", "retrying in %s ms"],
+    "DEBUG": [
+        "opening connection to %s:5432",
+        "cache miss for key %s",
+        "retrying in %s ms",
+    ],
     "INFO": ["connected after %s attempts", "wrote %s records", "job %s scheduled"],
     "WARNING": ["slow response: %s ms", "deprecated option used: %s", "queue at %s%%"],
     "ERROR": ["request failed with status %s", "could not open segment %s"],
@@ -63,7 +73,14 @@ _LOG_LINES = {
     # Runners may add their own levels; the format allows any name.
     "TRACE": ["entering state %s"],
 }
-_LEVEL_WEIGHTS = {"DEBUG": 30, "INFO": 40, "WARNING": 15, "ERROR": 8, "CRITICAL": 2, "TRACE": 5}
+_LEVEL_WEIGHTS = {
+    "DEBUG": 30,
+    "INFO": 40,
+    "WARNING": 15,
+    "ERROR": 8,
+    "CRITICAL": 2,
+    "TRACE": 5,
+}
 
 
 def simulate(project_dir, stop_event, tests=300, workers=4, seconds=90, seed=None):
@@ -136,7 +153,12 @@ def make_tests(count):
             param_id += f"-{params['round']}"
         path = module.replace(".", "/") + ".py"
         tests.append(
-            {"id": f"{path}::{name}[{param_id}]", "name": name, "params": params, "module": module}
+            {
+                "id": f"{path}::{name}[{param_id}]",
+                "name": name,
+                "params": params,
+                "module": module,
+            }
         )
     # Modules together, in the order a collection would find them.
     tests.sort(key=lambda t: list(_MODULES).index(t["module"]))
@@ -237,7 +259,9 @@ def _test_script(rng, test, duration):
     else:
         phase(0.95, "teardown", "passed")
     finish = max(outcomes, key=["passed", "skipped", "failed", "error"].index)
-    events.append((duration, ("status", test_id, {"type": "finish", "outcome": finish})))
+    events.append(
+        (duration, ("status", test_id, {"type": "finish", "outcome": finish}))
+    )
     events.append((duration, ("close", test_id, None)))
     events.sort(key=lambda item: item[0])
     return events
@@ -259,10 +283,17 @@ def _captured_output(rng, test_id, at):
     events = []
     for _ in range(rng.randint(0, 3)):
         line = f"step {rng.randint(1, 50)}: {rng.choice(['ok', 'done', 'retry', '✓'])}"
-        events.append((at, ("log", test_id, {"name": "stdout", "level": "INFO", "message": line})))
+        events.append(
+            (at, ("log", test_id, {"name": "stdout", "level": "INFO", "message": line}))
+        )
     if rng.random() < 0.2:
         line = f"warning: resource busy, retried {rng.randint(1, 5)} times"
-        events.append((at, ("log", test_id, {"name": "stderr", "level": "ERROR", "message": line})))
+        events.append(
+            (
+                at,
+                ("log", test_id, {"name": "stderr", "level": "ERROR", "message": line}),
+            )
+        )
     return events
 
 
@@ -290,7 +321,11 @@ def _assertion_traceback(rng, test):
 def _python_traceback(rng, test):
     path = test["module"].replace(".", "/") + ".py"
     errno = rng.choice([111, 110, 13])
-    message = {111: "Connection refused", 110: "Connection timed out", 13: "Permission denied"}
+    message = {
+        111: "Connection refused",
+        110: "Connection timed out",
+        13: "Permission denied",
+    }
     return (
         "Traceback (most recent call last):\n"
         f'  File "{path}", line {rng.randint(10, 90)}, in server\n'
@@ -319,13 +354,22 @@ def _play(run_dir, timeline, stop_event):
                 if worker not in statuses:
                     path = os.path.join(run_dir, status_file_name(worker))
                     statuses[worker] = JsonLinesAppender(path)
-                record = {"type": data["type"], "test": test_id, "time": time.time(), **data}
+                record = {
+                    "type": data["type"],
+                    "test": test_id,
+                    "time": time.time(),
+                    **data,
+                }
                 statuses[worker].write(record)
             elif action == "log":
                 if test_id not in logs:
                     path = os.path.join(run_dir, log_file_name(test_id))
                     logs[test_id] = JsonLinesAppender(path)
-                record = {"name": data["name"], "level": data["level"], "time": time.time()}
+                record = {
+                    "name": data["name"],
+                    "level": data["level"],
+                    "time": time.time(),
+                }
                 record["message"] = data["message"]
                 logs[test_id].write(record)
             elif test_id in logs:

@@ -110,7 +110,9 @@ def atomic_write_bytes(path, data):
 
 def atomic_write_json(path, obj):
     """``obj`` as JSON to ``path``, atomically (see `atomic_write_bytes`)."""
-    atomic_write_bytes(path, json.dumps(obj, ensure_ascii=False).encode("utf-8", "replace"))
+    atomic_write_bytes(
+        path, json.dumps(obj, ensure_ascii=False).encode("utf-8", "replace")
+    )
 
 
 def rfc3339_utc(timestamp):

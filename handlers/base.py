@@ -1,5 +1,6 @@
 """The one base of every handler: JSON answers, JSON errors, access to the core."""
 
+import asyncio
 import logging
 
 import tornado.web
@@ -64,6 +65,34 @@ class BaseHandler(tornado.web.RequestHandler):
         return tornado.ioloop.IOLoop.current().run_in_executor(
             self.services.executor, func, *args
         )
+
+    async def from_executor(self, func, *args):
+        """Iterate, on the event loop, over what ``func(*args, emit)`` emits
+        from an executor thread; an exception in ``func`` is raised here.
+
+        Lets a long read send its first results while it goes on.
+        """
+        loop = asyncio.get_running_loop()
+        queue = asyncio.Queue()
+
+        def emit(item):
+            loop.call_soon_threadsafe(queue.put_nowait, (True, item))
+
+        def work():
+            try:
+                func(*args, emit)
+                loop.call_soon_threadsafe(queue.put_nowait, (False, None))
+            except BaseException as e:
+                loop.call_soon_threadsafe(queue.put_nowait, (False, e))
+
+        self.off_loop(work)
+        while True:
+            more, item = await queue.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
 
     def int_argument(self, name, default, lowest, highest):
         """A whole-number query argument within bounds, or a 400 saying what is wrong."""

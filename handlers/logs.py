@@ -129,9 +129,7 @@ class LogStreamHandler(_LogHandler):
 
     def _test_finished(self, run_path, plan, test):
         try:
-            workers = worker_total(
-                run_path, plan.worker_count, self.limits.max_workers
-            )
+            workers = worker_total(run_path, plan.worker_count, self.limits.max_workers)
             return self.services.summaries.run(run_path).test_finished(test, workers)
         except GreenDotsError as e:
             # Unusable status files leave the question open; keep following.

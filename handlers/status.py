@@ -16,10 +16,6 @@ from handlers.base import BaseHandler
 
 JSONL_TYPE = "application/jsonl"
 
-# Summary bodies go out in pieces of about this size, so a client can show the
-# first lines while the rest is on its way.
-BODY_CHUNK = 64 * 1024
-
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 
 
@@ -30,33 +26,29 @@ class StatusSummaryHandler(BaseHandler):
     latest line, with the exception of its attempt added when it has none.
     Header ``X-End-Offset``: per worker, in worker order, the byte just past the
     last complete line the body covers (0 for a file not written yet).
+
+    The header goes out as soon as the offsets are known and the body follows
+    piece by piece while the status files are read on the executor.
     """
 
     async def get(self, project, run):
         run_path = self.store.run_dir(project, run)
-        ends, lines = await self.off_loop(self._snapshot, run_path)
+        pieces = self.from_executor(self._stream, run_path)
 
+        ends = await pieces.__anext__()
         self.set_header("Content-Type", JSONL_TYPE)
         self.set_header("X-End-Offset", ",".join(map(str, ends)))
         await self.flush()
-        chunk, size = [], 0
-        for line in lines:
-            chunk.append(line)
-            size += len(line) + 1
-            if size >= BODY_CHUNK:
-                self.write(b"\n".join(chunk) + b"\n")
-                await self.flush()
-                chunk, size = [], 0
-        if chunk:
-            self.write(b"\n".join(chunk) + b"\n")
-        self.finish()
+        async for piece in pieces:
+            self.write(piece)
+            await self.flush()
 
-    def _snapshot(self, run_path):
+    def _stream(self, run_path, emit):
         plan = self.store.plan(run_path)
         workers = worker_total(
             run_path, plan.worker_count if plan else 0, self.limits.max_workers
         )
-        return self.services.summaries.run(run_path).snapshot(workers)
+        self.services.summaries.run(run_path).stream(workers, emit)
 
 
 class StatusPollHandler(BaseHandler):

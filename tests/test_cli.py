@@ -24,7 +24,9 @@ class Server:
         self.lines = queue.Queue()
         self.log = []
         threading.Thread(target=self._read, daemon=True).start()
-        self.port = int(self.wait_for("listening on http://").rsplit(":", 1)[1].strip("/"))
+        self.port = int(
+            self.wait_for("listening on http://").rsplit(":", 1)[1].strip("/")
+        )
 
     def _read(self):
         for line in self.proc.stderr:
@@ -69,7 +71,9 @@ def serve():
 def run_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "greendots.cli", *args],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -77,7 +81,10 @@ def test_serve_missing_data_dir_exits_2_with_message(tmp_path):
     result = run_cli("serve", "--data-dir", str(tmp_path / "nope"))
 
     assert result.returncode == 2
-    assert result.stderr.strip() == f"greendots: the data dir {tmp_path / 'nope'} does not exist"
+    assert (
+        result.stderr.strip()
+        == f"greendots: the data dir {tmp_path / 'nope'} does not exist"
+    )
 
 
 def test_serve_bad_config_exits_2_without_traceback(tmp_path):
@@ -97,7 +104,9 @@ def test_serve_settings_from_config_file(serve, runs_dir, tmp_path):
 
     server = serve("--config", str(config), "--log-level", "info")
 
-    with urllib.request.urlopen(server.url("/api/v1/projects/webshop/runs")) as response:
+    with urllib.request.urlopen(
+        server.url("/api/v1/projects/webshop/runs")
+    ) as response:
         assert response.status == 200
     assert str(runs_dir) in "\n".join(server.log)
 
@@ -131,7 +140,8 @@ def test_serve_signal_answers_waiting_polls_and_exits_0(serve, runs_dir, signum)
     def long_poll():
         request = urllib.request.Request(
             server.url("/api/v1/projects/webshop/runs/live-2026-12-01/status_poll"),
-            data=json.dumps(offsets).encode(), method="POST",
+            data=json.dumps(offsets).encode(),
+            method="POST",
         )
         with urllib.request.urlopen(request, timeout=20) as response:
             answers.put(json.load(response))

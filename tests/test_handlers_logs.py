@@ -50,8 +50,10 @@ def run(runs_dir):
         if log_file is not None:
             entry["log_file"] = log_file
         entries.append(entry)
-        write_records(path / (log_file or log_file_name(test_id)),
-                      [f"{test_id} #{i}" for i in range(30)])
+        write_records(
+            path / (log_file or log_file_name(test_id)),
+            [f"{test_id} #{i}" for i in range(30)],
+        )
     plan = {"worker_count": 1, "row_params": [], "groups": {"tests.t": entries}}
     (path / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     status(path, "start", TEST)
@@ -59,7 +61,9 @@ def run(runs_dir):
 
 
 def record(message, level="INFO", name="app"):
-    return json.dumps({"name": name, "level": level, "time": 1764590000.0, "message": message})
+    return json.dumps(
+        {"name": name, "level": level, "time": 1764590000.0, "message": message}
+    )
 
 
 def write_records(path, messages, mode="w"):
@@ -69,8 +73,12 @@ def write_records(path, messages, mode="w"):
 
 def status(run_path, kind, test):
     with open(run_path / "status.0.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps({"type": kind, "outcome": "passed", "test": test,
-                            "time": time.time()}) + "\n")
+        f.write(
+            json.dumps(
+                {"type": kind, "outcome": "passed", "test": test, "time": time.time()}
+            )
+            + "\n"
+        )
 
 
 def url(test_id, endpoint, query=""):
@@ -105,15 +113,21 @@ async def test_log_tail_default_last_25_records_as_html(http_client, api, run):
 
 @pytest.mark.gen_test
 async def test_log_tail_lines_and_jsonl_gives_raw_records(http_client, api, run):
-    response = await http_client.fetch(api(url(TEST, "log_tail", "?lines=3&format=jsonl")))
+    response = await http_client.fetch(
+        api(url(TEST, "log_tail", "?lines=3&format=jsonl"))
+    )
 
     assert response.headers["Content-Type"] == "application/jsonl"
-    assert response.body.decode().splitlines() == [record(f"{TEST} #{i}") for i in (27, 28, 29)]
+    assert response.body.decode().splitlines() == [
+        record(f"{TEST} #{i}") for i in (27, 28, 29)
+    ]
 
 
 @pytest.mark.gen_test
 async def test_log_tail_text_gives_plain_lines(http_client, api, run):
-    response = await http_client.fetch(api(url(TEST, "log_tail", "?lines=2&format=text")))
+    response = await http_client.fetch(
+        api(url(TEST, "log_tail", "?lines=2&format=text"))
+    )
 
     assert response.headers["Content-Type"] == "text/plain; charset=UTF-8"
     assert response.body.decode() == (
@@ -128,7 +142,9 @@ async def test_log_tail_partial_last_line_not_shown(http_client, api, run):
     with open(run / "a.log.jsonl", "a") as f:
         f.write('{"message": "half writ')
 
-    response = await http_client.fetch(api(url(TEST, "log_tail", "?lines=1&format=text")))
+    response = await http_client.fetch(
+        api(url(TEST, "log_tail", "?lines=1&format=text"))
+    )
 
     assert response.body.decode().endswith(f"{TEST} #29\n")
 
@@ -141,7 +157,9 @@ async def test_log_tail_bad_lines_400(http_client, api, run, lines):
     )
 
     assert response.code == 400
-    assert json.loads(response.body) == {"error": "lines must be a whole number from 1 to 500"}
+    assert json.loads(response.body) == {
+        "error": "lines must be a whole number from 1 to 500"
+    }
 
 
 @pytest.mark.gen_test
@@ -152,7 +170,9 @@ async def test_log_unknown_format_400(http_client, api, run, endpoint):
     )
 
     assert response.code == 400
-    assert json.loads(response.body) == {"error": "format must be one of html, jsonl, text"}
+    assert json.loads(response.body) == {
+        "error": "format must be one of html, jsonl, text"
+    }
 
 
 @pytest.mark.gen_test
@@ -177,15 +197,21 @@ async def test_log_any_test_id_finds_its_file(http_client, api, run, test_id, en
     [
         ("/api/v1/projects/lab/runs/live/test/nope/", "no such test in the plan"),
         ("/api/v1/projects/lab/runs/live/test/%2e%2e/", "no such test in the plan"),
-        ("/api/v1/projects/lab/runs/live/test/%2F..%2F..%2Fetc%2Fpasswd/",
-         "no such test in the plan"),
+        (
+            "/api/v1/projects/lab/runs/live/test/%2F..%2F..%2Fetc%2Fpasswd/",
+            "no such test in the plan",
+        ),
         ("/api/v1/projects/lab/runs/nope/test/plain/", "no such run: nope"),
         ("/api/v1/projects/lab/runs/%2e%2e/test/plain/", "no such run"),
-        ("/api/v1/projects/webshop/runs/collecting-2026-12-01/test/plain/",
-         "the run has no plan yet"),
+        (
+            "/api/v1/projects/webshop/runs/collecting-2026-12-01/test/plain/",
+            "the run has no plan yet",
+        ),
     ],
 )
-async def test_log_unknown_test_or_run_404(http_client, api, run, endpoint, path, error):
+async def test_log_unknown_test_or_run_404(
+    http_client, api, run, endpoint, path, error
+):
     response = await http_client.fetch(api(path + endpoint), raise_error=False)
 
     assert response.code == 404
@@ -211,11 +237,21 @@ def _point_log_file(run_path, log_file):
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("endpoint", ["log_tail", "log_stream"])
-@pytest.mark.parametrize("log_file", ["../../../secret.txt", "../../etc/passwd", "SECRET_ABS",
-                                      "/etc/passwd", "sub/../a.log.jsonl", "..",
-                                      ".hidden.log.jsonl"])
-async def test_log_file_leaving_run_404_nothing_read(http_client, api, run, runs_dir, endpoint,
-                                                     log_file):
+@pytest.mark.parametrize(
+    "log_file",
+    [
+        "../../../secret.txt",
+        "../../etc/passwd",
+        "SECRET_ABS",
+        "/etc/passwd",
+        "sub/../a.log.jsonl",
+        "..",
+        ".hidden.log.jsonl",
+    ],
+)
+async def test_log_file_leaving_run_404_nothing_read(
+    http_client, api, run, runs_dir, endpoint, log_file
+):
     secret = runs_dir.parent / "secret.txt"
     write_records(secret, ["SECRET"])
     write_records(run / ".hidden.log.jsonl", ["SECRET"])
@@ -229,8 +265,9 @@ async def test_log_file_leaving_run_404_nothing_read(http_client, api, run, runs
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("endpoint", ["log_tail", "log_stream"])
-async def test_log_file_symlink_out_of_run_404(http_client, api, run, runs_dir, endpoint,
-                                               caplog):
+async def test_log_file_symlink_out_of_run_404(
+    http_client, api, run, runs_dir, endpoint, caplog
+):
     secret = runs_dir.parent / "secret.log.jsonl"
     write_records(secret, ["SECRET"])
     os.remove(run / "a.log.jsonl")
@@ -246,7 +283,8 @@ async def test_log_file_symlink_out_of_run_404(http_client, api, run, runs_dir, 
         for name, level, message in messages
     )
     assert any(
-        name == "greendots.http" and level == "WARNING"
+        name == "greendots.http"
+        and level == "WARNING"
         and message.endswith(f"/{endpoint}: no log for this test")
         for name, level, message in messages
     )
@@ -260,7 +298,10 @@ async def test_log_file_symlink_out_of_run_404(http_client, api, run, runs_dir, 
 async def test_log_hostile_records_shown_as_text(http_client, api, run, endpoint):
     with open(run / "a.log.jsonl", "ab") as f:
         f.write(record("<script>alert(1)</script>").encode() + b"\n")
-        f.write(record('"quoted" </pre> \x1b[2J \x00', name="<x>", level="<y>").encode() + b"\n")
+        f.write(
+            record('"quoted" </pre> \x1b[2J \x00', name="<x>", level="<y>").encode()
+            + b"\n"
+        )
         f.write(b'{"message": "broken \xff utf8"}\n<script>not json</script>\n')
     status(run, "finish", TEST)
 
@@ -282,7 +323,9 @@ async def test_log_hostile_records_shown_as_text(http_client, api, run, endpoint
 async def test_log_stream_follows_appends_until_finish(http_client, api, run):
     chunks = []
     text = lambda: b"".join(chunks).decode()  # noqa: E731
-    response = http_client.fetch(api(url(TEST, "log_stream")), streaming_callback=chunks.append)
+    response = http_client.fetch(
+        api(url(TEST, "log_stream")), streaming_callback=chunks.append
+    )
 
     await until(lambda: f"{TEST} #29</div>" in text())
     assert text().startswith("<!DOCTYPE html>")
@@ -328,7 +371,9 @@ async def test_log_stream_rerun_started_keeps_following(http_client, api, run):
 
 @pytest.mark.gen_test
 async def test_log_stream_over_limit_stops_with_notrunc_link(http_client, api, run):
-    write_records(run / "a.log.jsonl", [f"big {i} " + "x" * 200 for i in range(1000)], mode="a")
+    write_records(
+        run / "a.log.jsonl", [f"big {i} " + "x" * 200 for i in range(1000)], mode="a"
+    )
     size = os.path.getsize(run / "a.log.jsonl")
 
     response = await http_client.fetch(api(url(TEST, "log_stream", "?format=html")))
@@ -343,10 +388,14 @@ async def test_log_stream_over_limit_stops_with_notrunc_link(http_client, api, r
 
 @pytest.mark.gen_test
 async def test_log_stream_notrunc_goes_past_limit(http_client, api, run):
-    write_records(run / "a.log.jsonl", [f"big {i} " + "x" * 200 for i in range(1000)], mode="a")
+    write_records(
+        run / "a.log.jsonl", [f"big {i} " + "x" * 200 for i in range(1000)], mode="a"
+    )
     status(run, "finish", TEST)
 
-    response = await http_client.fetch(api(url(TEST, "log_stream", "?format=jsonl&notrunc")))
+    response = await http_client.fetch(
+        api(url(TEST, "log_stream", "?format=jsonl&notrunc"))
+    )
 
     lines = response.body.decode().splitlines()
     assert len(lines) == 1030
@@ -364,15 +413,20 @@ def _open_fds(path):
 
 
 @pytest.mark.gen_test
-async def test_log_stream_client_leaves_follower_stops(http_server, http_port, run, caplog):
+async def test_log_stream_client_leaves_follower_stops(
+    http_server, http_port, run, caplog
+):
     caplog.set_level(logging.DEBUG, logger="handlers.logs")
     stream = await tornado.tcpclient.TCPClient().connect("127.0.0.1", http_port)
-    await stream.write(f"GET {url(TEST, 'log_stream')} HTTP/1.1\r\n"
-                       "Host: 127.0.0.1\r\n\r\n".encode())
+    await stream.write(
+        f"GET {url(TEST, 'log_stream')} HTTP/1.1\r\n" "Host: 127.0.0.1\r\n\r\n".encode()
+    )
     await stream.read_until(f"{TEST} #29</div>".encode())
 
     stream.close()
-    await until(lambda: any("the client left" in r.getMessage() for r in caplog.records))
+    await until(
+        lambda: any("the client left" in r.getMessage() for r in caplog.records)
+    )
 
     assert _open_fds(run / "a.log.jsonl") == 0
     assert any(str(run / "a.log.jsonl") in r.getMessage() for r in caplog.records)

@@ -14,7 +14,9 @@ from greendots.store import Store
 
 
 def record(message, level="INFO", name="app", moment=1764590000.25):
-    return json.dumps({"name": name, "level": level, "time": moment, "message": message})
+    return json.dumps(
+        {"name": name, "level": level, "time": moment, "message": message}
+    )
 
 
 def write_lines(path, lines, tail=""):
@@ -54,7 +56,9 @@ def test_log_path_plan_names_file_returns_it(tmp_path):
     run = make_run(tmp_path, {"t.py::a": "a.log.jsonl"})
     write_lines(os.path.join(run, "a.log.jsonl"), [record("hi")])
 
-    assert logs.log_path(run, plan_of(run), "t.py::a") == os.path.join(run, "a.log.jsonl")
+    assert logs.log_path(run, plan_of(run), "t.py::a") == os.path.join(
+        run, "a.log.jsonl"
+    )
 
 
 def test_log_path_plan_without_log_file_uses_derived_name(tmp_path):
@@ -91,8 +95,20 @@ def test_log_path_run_without_plan_not_found(tmp_path):
 
 @pytest.mark.parametrize(
     "log_file",
-    ["../../secret.txt", "../secret.txt", "/etc/passwd", "sub/a.log.jsonl", ".hidden",
-     "..", ".", "", "a\x00b", "..\\secret.txt", 42, ["a.log.jsonl"]],
+    [
+        "../../secret.txt",
+        "../secret.txt",
+        "/etc/passwd",
+        "sub/a.log.jsonl",
+        ".hidden",
+        "..",
+        ".",
+        "",
+        "a\x00b",
+        "..\\secret.txt",
+        42,
+        ["a.log.jsonl"],
+    ],
 )
 def test_log_path_log_file_leaving_run_not_found(tmp_path, log_file):
     (tmp_path / "secret.txt").write_text("secret")
@@ -105,7 +121,9 @@ def test_log_path_log_file_leaving_run_not_found(tmp_path, log_file):
         logs.log_path(run, plan_of(run), "t.py::a")
 
 
-@pytest.mark.parametrize("target", ["../../secret.txt", "/etc/passwd", ".hidden", "sub"])
+@pytest.mark.parametrize(
+    "target", ["../../secret.txt", "/etc/passwd", ".hidden", "sub"]
+)
 def test_log_path_symlink_out_or_to_hidden_or_dir_not_found(tmp_path, target):
     (tmp_path / "secret.txt").write_text("secret")
     run = make_run(tmp_path, {"t.py::a": "a.log.jsonl"})
@@ -120,8 +138,12 @@ def test_log_path_symlink_out_or_to_hidden_or_dir_not_found(tmp_path, target):
 def test_plan_log_files_malformed_entries_skipped(tmp_path):
     run = tmp_path / "p" / "r"
     run.mkdir(parents=True)
-    plan = {"groups": {"g": [{"id": "a", "log_file": "a.log"}, {"name": "no id"}, 3],
-                       "h": "not a list"}}
+    plan = {
+        "groups": {
+            "g": [{"id": "a", "log_file": "a.log"}, {"name": "no id"}, 3],
+            "h": "not a list",
+        }
+    }
     (run / "plan.json").write_text(json.dumps(plan))
 
     assert plan_of(os.path.realpath(run)).log_files == {"a": "a.log"}
@@ -288,7 +310,9 @@ def test_follower_over_limit_stops_with_link(tmp_path):
     path = tmp_path / "a.log.jsonl"
     write_lines(path, [record(f"m{i}") for i in range(100)])
     limit = os.path.getsize(path) // 2
-    follower = logs.LogFollower(path, Finished(), max_bytes=limit, more_link="/x?notrunc")
+    follower = logs.LogFollower(
+        path, Finished(), max_bytes=limit, more_link="/x?notrunc"
+    )
 
     first = follower.step()
     second = follower.step()
@@ -395,11 +419,14 @@ def _status(run, lines, worker=0):
 
 
 def test_run_summary_finish_is_latest_line_finished(tmp_path):
-    _status(tmp_path, [
-        {"type": "start", "test": "a", "time": 1.0},
-        {"type": "finish", "outcome": "passed", "test": "a", "time": 2.0},
-        {"type": "start", "test": "b", "time": 3.0},
-    ])
+    _status(
+        tmp_path,
+        [
+            {"type": "start", "test": "a", "time": 1.0},
+            {"type": "finish", "outcome": "passed", "test": "a", "time": 2.0},
+            {"type": "start", "test": "b", "time": 3.0},
+        ],
+    )
     summary = RunSummary(str(tmp_path))
 
     assert summary.test_finished("a", 1)
@@ -408,7 +435,9 @@ def test_run_summary_finish_is_latest_line_finished(tmp_path):
 
 
 def test_run_summary_rerun_on_other_worker_not_finished(tmp_path):
-    _status(tmp_path, [{"type": "finish", "outcome": "failed", "test": "a", "time": 2.0}])
+    _status(
+        tmp_path, [{"type": "finish", "outcome": "failed", "test": "a", "time": 2.0}]
+    )
     summary = RunSummary(str(tmp_path))
     assert summary.test_finished("a", 2)
 
@@ -422,7 +451,7 @@ def test_run_summary_rerun_on_other_worker_not_finished(tmp_path):
 
 HOSTILE = [
     record("<script>alert(1)</script>"),
-    record('say "hi" & \'bye\'', name="<b>name</b>", level="<i>LVL</i>"),
+    record("say \"hi\" & 'bye'", name="<b>name</b>", level="<i>LVL</i>"),
     record("</pre></div></body><img src=x onerror=alert(2)>"),
     record("esc \x1b[31mred\x1b[0m nul \x00 bell \x07 bidi \u202e"),
     "not json at all <script>x</script>",
@@ -438,7 +467,9 @@ HOSTILE = [
 def _render_html(lines):
     renderer = logs.renderer("html")
     encoded = [line.encode() if isinstance(line, str) else line for line in lines]
-    return (renderer.start("t<script>") + renderer.records(encoded) + renderer.end()).decode()
+    return (
+        renderer.start("t<script>") + renderer.records(encoded) + renderer.end()
+    ).decode()
 
 
 def test_html_hostile_records_rendered_as_text():
@@ -458,9 +489,15 @@ def test_html_hostile_records_rendered_as_text():
 
 
 def test_html_odd_json_tolerated():
-    page = _render_html(["[1, 2, 3]", '"just a string"', "{}",
-                         '{"message": {"nested": "<x>"}, "time": "yesterday"}',
-                         '{"message": "big time", "time": 1e300}'])
+    page = _render_html(
+        [
+            "[1, 2, 3]",
+            '"just a string"',
+            "{}",
+            '{"message": {"nested": "<x>"}, "time": "yesterday"}',
+            '{"message": "big time", "time": 1e300}',
+        ]
+    )
 
     assert "[1, 2, 3]" in page
     assert "&quot;just a string&quot;" in page
@@ -470,8 +507,16 @@ def test_html_odd_json_tolerated():
 
 
 def test_html_levels_coloured_by_class():
-    page = _render_html([record("d", "DEBUG"), record("i", "INFO"), record("w", "WARNING"),
-                         record("e", "error"), record("c", "CRITICAL"), record("s", "SUCCESS")])
+    page = _render_html(
+        [
+            record("d", "DEBUG"),
+            record("i", "INFO"),
+            record("w", "WARNING"),
+            record("e", "error"),
+            record("c", "CRITICAL"),
+            record("s", "SUCCESS"),
+        ]
+    )
 
     assert '<div class="r debug">' in page
     assert '<div class="r warning">' in page
@@ -482,8 +527,13 @@ def test_html_levels_coloured_by_class():
 
 def test_html_time_of_day_and_date_line_per_day():
     # 2025-11-30 23:59:59.5 UTC, then the next day
-    page = _render_html([record("a", moment=1764547199.5), record("b", moment=1764547199.75),
-                         record("c", moment=1764547201.0)])
+    page = _render_html(
+        [
+            record("a", moment=1764547199.5),
+            record("b", moment=1764547199.75),
+            record("c", moment=1764547201.0),
+        ]
+    )
 
     assert page.count('class="d"') == 2
     assert "2025-11-30 (times in UTC)" in page and "2025-12-01 (times in UTC)" in page
@@ -510,8 +560,12 @@ def test_html_note_link_escaped():
 def test_text_records_one_line_each():
     renderer = logs.renderer("text")
 
-    text = renderer.records([record("hello", "WARNING", "app.db", 1764590000.25).encode(),
-                             b"plain \x1b line"]).decode()
+    text = renderer.records(
+        [
+            record("hello", "WARNING", "app.db", 1764590000.25).encode(),
+            b"plain \x1b line",
+        ]
+    ).decode()
 
     assert text == (
         "--- 2025-12-01 (times in UTC) ---\n"

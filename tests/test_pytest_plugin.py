@@ -19,7 +19,7 @@ else:
 
 pytest_plugins = "pytester"
 
-SUITE = '''
+SUITE = """
 import logging
 import sys
 
@@ -108,21 +108,33 @@ def test_live_progress_split(live_progress):
 
 def test_quiet():
     pass
-'''
+"""
 
 # What each test of SUITE must write: (phase, outcome) pairs in order, then
 # the finish outcome.
 EXPECTED = {
-    "test_passes": ([("setup", "passed"), ("call", "passed"), ("teardown", "passed")], "passed"),
-    "test_fails": ([("setup", "passed"), ("call", "failed"), ("teardown", "passed")], "failed"),
+    "test_passes": (
+        [("setup", "passed"), ("call", "passed"), ("teardown", "passed")],
+        "passed",
+    ),
+    "test_fails": (
+        [("setup", "passed"), ("call", "failed"), ("teardown", "passed")],
+        "failed",
+    ),
     "test_errors_in_setup": ([("setup", "error"), ("teardown", "passed")], "error"),
     "test_errors_in_teardown": (
         [("setup", "passed"), ("call", "passed"), ("teardown", "error")],
         "error",
     ),
-    "test_skips": ([("setup", "passed"), ("call", "skipped"), ("teardown", "passed")], "skipped"),
+    "test_skips": (
+        [("setup", "passed"), ("call", "skipped"), ("teardown", "passed")],
+        "skipped",
+    ),
     "test_skip_marked": ([("setup", "skipped"), ("teardown", "passed")], "skipped"),
-    "test_xfails": ([("setup", "passed"), ("call", "skipped"), ("teardown", "passed")], "skipped"),
+    "test_xfails": (
+        [("setup", "passed"), ("call", "skipped"), ("teardown", "passed")],
+        "skipped",
+    ),
     "test_xpasses_strict": (
         [("setup", "passed"), ("call", "failed"), ("teardown", "passed")],
         "failed",
@@ -132,7 +144,10 @@ PASSING = ["test_matrix[x86-1]", "test_matrix[arm-1]", "test_matrix[x86-2]",
            "test_matrix[arm-2]", "test_odd_value[x86-obj0]", "test_progress",
            "test_live_progress_split", "test_quiet"]  # fmt: skip
 for _name in PASSING:
-    EXPECTED[_name] = ([("setup", "passed"), ("call", "passed"), ("teardown", "passed")], "passed")
+    EXPECTED[_name] = (
+        [("setup", "passed"), ("call", "passed"), ("teardown", "passed")],
+        "passed",
+    )
 
 TEST_COUNT = len(EXPECTED)
 
@@ -232,7 +247,9 @@ def test_plugin_alone_writes_plan_status_and_logs(suite):
         "status.0.jsonl"
     }
 
-    failed_call = next(r for r in lines["test_suite.py::test_fails"] if r["type"] == "call")
+    failed_call = next(
+        r for r in lines["test_suite.py::test_fails"] if r["type"] == "call"
+    )
     assert "arithmetic is off" in failed_call["exception"]
     assert "def test_fails():" in failed_call["exception"]
     assert len(failed_call["exception"].splitlines()) > 3
@@ -262,7 +279,9 @@ def test_plugin_progress_lines_rise_to_one(suite):
 
     lines, _ = _status_by_test(run_dir)
     progress = [
-        r["percentage"] for r in lines["test_suite.py::test_progress"] if r["type"] == "progress"
+        r["percentage"]
+        for r in lines["test_suite.py::test_progress"]
+        if r["type"] == "progress"
     ]
     assert 50 <= len(progress) <= 101
     assert progress == sorted(progress)
@@ -318,7 +337,9 @@ def test_plugin_metadata_parses_as_toml(suite):
     assert metadata["python"] == ".".join(map(str, sys.version_info[:3]))
     assert metadata["pytest"] == pytest.__version__
     assert metadata["worker_count"] == 1
-    started = datetime.datetime.fromisoformat(metadata["start_time"].replace("Z", "+00:00"))
+    started = datetime.datetime.fromisoformat(
+        metadata["start_time"].replace("Z", "+00:00")
+    )
     assert started.utcoffset() == datetime.timedelta(0)
     assert [name for name in os.listdir(run_dir) if name.startswith(".")] == []
 
@@ -352,7 +373,8 @@ def test_plugin_worker_options_number_files_and_skip_plan(suite):
     )
 
     assert sorted(os.listdir(run_dir)) == sorted(
-        ["status.5.jsonl"] + [n for n in os.listdir(run_dir) if n.endswith(".log.jsonl")]
+        ["status.5.jsonl"]
+        + [n for n in os.listdir(run_dir) if n.endswith(".log.jsonl")]
     )
 
 
@@ -367,7 +389,7 @@ ODD_IDS = [
     "..",
 ]
 
-ODD_SUITE = f'''
+ODD_SUITE = f"""
 import logging
 
 import pytest
@@ -378,7 +400,7 @@ IDS = {ODD_IDS!r}
 @pytest.mark.parametrize("value", range(len(IDS)), ids=IDS)
 def test_odd(value):
     logging.getLogger("odd").warning("record %s", value)
-'''
+"""
 
 
 def test_plugin_odd_test_ids_get_unique_valid_log_files(pytester):
@@ -416,14 +438,15 @@ def test_plugin_without_option_writes_nothing(suite):
     # pytester itself adds its output files and temporary directories.
     added = {p.name for p in suite.path.iterdir()} - before - {"stdout", "stderr"}
     assert {name for name in added if not name.startswith("runpytest-")} == set()
-    written = [p for p in suite.path.rglob("*") if p.suffix in (".json", ".jsonl", ".toml")]
+    written = [
+        p for p in suite.path.rglob("*") if p.suffix in (".json", ".jsonl", ".toml")
+    ]
     assert written == []
 
 
 def test_plugin_reruns_one_sequence_per_attempt(pytester):
     pytest.importorskip("pytest_rerunfailures")
-    pytester.makepyfile(
-        test_flaky="""
+    pytester.makepyfile(test_flaky="""
         import itertools
 
         attempts = itertools.count()
@@ -431,8 +454,7 @@ def test_plugin_reruns_one_sequence_per_attempt(pytester):
 
         def test_flaky():
             assert next(attempts) >= 2, "not yet"
-        """
-    )
+        """)
     run_dir = pytester.path / "run"
 
     result = pytester.runpytest_subprocess("--reruns", "3", "--greendots", str(run_dir))
@@ -484,7 +506,10 @@ def test_progress_split_parts_cover_the_parent_range():
 
 
 def test_group_name_nested_path_dotted():
-    assert group_name("tests/unit/test_math.py::TestX::test_add[1]") == "tests.unit.test_math"
+    assert (
+        group_name("tests/unit/test_math.py::TestX::test_add[1]")
+        == "tests.unit.test_math"
+    )
 
 
 def test_json_safe_foreign_values_become_repr():
@@ -549,7 +574,9 @@ def test_plugin_run_served_summary_true_outcomes_with_tracebacks(http_client, ba
     response = yield http_client.fetch(url)
 
     assert response.code == 200
-    lines = [json.loads(line) for line in response.body.decode("utf-8").split("\n") if line]
+    lines = [
+        json.loads(line) for line in response.body.decode("utf-8").split("\n") if line
+    ]
     by_test = {line["test"].split("::", 1)[1]: line for line in lines}
     assert len(lines) == len(by_test) == TEST_COUNT
     for name, (_, outcome) in EXPECTED.items():

@@ -30,7 +30,9 @@ def _wait_for(condition):
 
 
 def _runs(project):
-    return sorted(p for p in project.iterdir() if p.is_dir()) if project.exists() else []
+    return (
+        sorted(p for p in project.iterdir() if p.is_dir()) if project.exists() else []
+    )
 
 
 @pytest.fixture
@@ -141,7 +143,9 @@ def test_simulate_same_seed_same_run(tmp_path, start_simulation):
     def outline(run_dir):
         plan = json.loads((run_dir / "plan.json").read_text(encoding="utf-8"))
         status = {
-            path.name: [(r["type"], r["test"], r.get("outcome")) for r in _read_jsonl(path)]
+            path.name: [
+                (r["type"], r["test"], r.get("outcome")) for r in _read_jsonl(path)
+            ]
             for path in run_dir.glob("status.*.jsonl")
         }
         return plan, status

@@ -162,9 +162,12 @@ def test_summary_damaged_lines_skipped_and_counted(tmp_path):
     write(tmp_path / "status.0.jsonl", data)
     summary = FileSummary(str(tmp_path / "status.0.jsonl"))
 
-    damaged_count = summary.refresh()
+    f, end, change = summary.open_current()
+    with f:
+        summary.scan(f, end)
 
-    assert damaged_count == len(damaged)
+    assert change == "scan"
+    assert summary.damaged == len(damaged)
     assert list(summary.tests) == ["t::a"]
 
 

@@ -44,9 +44,13 @@ def test_toml_dumps_awkward_values_round_trip():
 
 
 def test_toml_dumps_special_floats_parse():
-    parsed = tomllib.loads(toml_dumps({"a": float("inf"), "b": float("-inf"), "c": float("nan")}))
+    parsed = tomllib.loads(
+        toml_dumps({"a": float("inf"), "b": float("-inf"), "c": float("nan")})
+    )
 
-    assert parsed["a"] == math.inf and parsed["b"] == -math.inf and math.isnan(parsed["c"])
+    assert (
+        parsed["a"] == math.inf and parsed["b"] == -math.inf and math.isnan(parsed["c"])
+    )
 
 
 def test_toml_dumps_unknown_type_raises():
