@@ -22,6 +22,9 @@ class Settings:
     address: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "info"
+    #: Processes sharing the listening port, so listings and summaries use more
+    #: than one core; 0 starts one per core, 1 serves without forking.
+    processes: int = 1
 
     #: A long poll that sees no growth answers after this many seconds, well
     #: inside the idle timeouts of common proxies.
@@ -41,9 +44,17 @@ class Settings:
     max_runs_per_project: int = 1000
 
     def __post_init__(self):
-        for name in ("port", "max_body_bytes", "max_workers", "runs_per_project"):
+        for name in (
+            "port",
+            "processes",
+            "max_body_bytes",
+            "max_workers",
+            "runs_per_project",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.processes > MAX_PROCESSES:
+            raise ConfigError(f"processes must be at most {MAX_PROCESSES}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not between 0 and 65535")
         if self.poll_timeout <= 0 or self.poll_interval <= 0:
@@ -55,6 +66,10 @@ class Settings:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+# Each process holds its own caches and file threads; past a few per core more
+# of them only cost memory, and a typo like 1000 should not fork a thousand.
+MAX_PROCESSES = 256
 
 _FIELDS = {field.name: field for field in dataclasses.fields(Settings)}
 
