@@ -65,6 +65,7 @@ def nginx_binary():
     found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
     if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
         for package in ("nginx-light", "nginx"):
             install = ["apt-get", "install", "-y", "-q", package]
             if subprocess.run(install, env=env, capture_output=True).returncode == 0:
