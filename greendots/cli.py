@@ -17,6 +17,7 @@ import tornado.netutil
 import greendots
 from greendots.app import bundled_runs_dir, make_app
 from greendots.config import LOG_LEVELS, ConfigError, load_settings
+from greendots.processes import Supervisor, process_count
 from greendots.simulate import simulate
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,12 @@ def _parser():
         metavar="SECONDS",
         help="how long a long poll waits for news (default 30)",
     )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="processes sharing the port; 0 is one per core (default 1)",
+    )
     demo = commands.add_parser(
         "demo", help="serve a copy of the demo runs while a simulated run goes on"
     )
@@ -82,6 +89,7 @@ def settings_from(args):
         port=args.port,
         log_level=args.log_level,
         poll_timeout=args.poll_timeout,
+        processes=args.processes,
     )
     if settings.data_dir is None:
         return settings, True
@@ -100,20 +108,16 @@ def _configure_logging(level):
     )
 
 
-async def serve(settings, ready=None):
-    """Serve until SIGINT or SIGTERM; waiting polls are answered before exit.
+async def serve(settings, sockets):
+    """Serve on the bound ``sockets`` until SIGINT or SIGTERM.
 
-    ``ready``, when given, is called with the bound port once listening.
+    Waiting polls are answered before it returns. Every process runs this, the
+    only one or each of several sharing the sockets.
     """
     app = make_app(settings)
     server = tornado.httpserver.HTTPServer(app, max_body_size=HARD_BODY_LIMIT)
-    sockets = tornado.netutil.bind_sockets(settings.port, settings.address)
     server.add_sockets(sockets)
-    port = sockets[0].getsockname()[1]
-    log.info("serving %s", settings.data_dir)
-    log.info("listening on http://%s:%d/", settings.address, port)
-    if ready is not None:
-        ready(port)
+    log.info("process %d accepting connections", os.getpid())
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -127,6 +131,30 @@ async def serve(settings, ready=None):
     app.services.close()
     await server.close_all_connections()
     log.info("stopped")
+
+
+def _serve_forever(settings, announce=None):
+    """Bind in this process, then serve here or in several forked ones; exit status.
+
+    ``announce``, when given, is called with the bound port before serving.
+    """
+    try:
+        sockets = tornado.netutil.bind_sockets(settings.port, settings.address)
+    except OSError as e:
+        log.error("cannot listen on %s:%s: %s", settings.address, settings.port, e)
+        return 1
+    count = process_count(settings.processes)
+    port = sockets[0].getsockname()[1]
+    log.info("serving %s", settings.data_dir)
+    log.info("listening on http://%s:%d/", settings.address, port)
+    if announce is not None:
+        announce(port)
+    if count == 1:
+        log.info("serving with 1 process")
+        asyncio.run(serve(settings, sockets))
+        return 0
+    log.info("serving with %d processes", count)
+    return Supervisor(count, lambda: asyncio.run(serve(settings, sockets)) or 0).run()
 
 
 def demo(args):
@@ -162,14 +190,10 @@ def demo(args):
             )
 
         try:
-            asyncio.run(serve(settings, ready=announce))
-        except OSError as e:
-            log.error("cannot listen on %s:%s: %s", args.address, args.port, e)
-            return 1
+            return _serve_forever(settings, announce)
         finally:
             stop.set()
             writer.join(DEMO_WRITER_GRACE)
-    return 0
 
 
 def main(argv=None):
@@ -185,12 +209,7 @@ def main(argv=None):
     if bundled:
         settings = dataclasses.replace(settings, data_dir=bundled_runs_dir())
         log.info("no --data-dir given: serving the bundled demo runs")
-    try:
-        asyncio.run(serve(settings))
-    except OSError as e:
-        log.error("cannot listen on %s:%s: %s", settings.address, settings.port, e)
-        return 1
-    return 0
+    return _serve_forever(settings)
 
 
 if __name__ == "__main__":

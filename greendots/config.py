@@ -22,6 +22,9 @@ class Settings:
     address: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "info"
+    #: Processes sharing the listening port, so listings and summaries use more
+    #: than one core; 0 starts one per core, 1 serves without forking.
+    processes: int = 1
 
     #: A long poll that sees no growth answers after this many seconds, well
     #: inside the idle timeouts of common proxies.
@@ -59,7 +62,13 @@ class Settings:
     log_stream_idle_timeout: float = 600.0
 
     def __post_init__(self):
-        for name in ("port", "max_body_bytes", "max_workers", "runs_per_project"):
+        for name in (
+            "port",
+            "processes",
+            "max_body_bytes",
+            "max_workers",
+            "runs_per_project",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
         for name in (
@@ -73,6 +82,8 @@ class Settings:
                 raise ConfigError(f"{name} must be positive")
         if self.log_tail_lines > self.log_tail_max_lines:
             raise ConfigError("log_tail_lines must not be over log_tail_max_lines")
+        if self.processes > MAX_PROCESSES:
+            raise ConfigError(f"processes must be at most {MAX_PROCESSES}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not between 0 and 65535")
         if self.poll_timeout <= 0 or self.poll_interval <= 0:
@@ -84,6 +95,10 @@ class Settings:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+# Each process holds its own caches and file threads; past a few per core more
+# of them only cost memory, and a typo like 1000 should not fork a thousand.
+MAX_PROCESSES = 256
 
 _FIELDS = {field.name: field for field in dataclasses.fields(Settings)}
 

@@ -6,6 +6,7 @@ import logging
 import os
 import stat
 import sys
+import threading
 import time
 
 import ujson
@@ -26,6 +27,17 @@ METADATA_FILE = "metadata.toml"
 # Plans kept parsed: a wall of dashboards looks at a handful of live runs, and a
 # plan of tens of thousands of tests is a few MB.
 PLANS_CACHED = 32
+
+# A listing believes a file's time only once it is this much older than the
+# moment it was read. Times are coarse (a second on some file systems), the
+# clocks of an NFS server and ours drift apart, and a plan is written in place
+# over a while: until then, the entry is looked at again on every request.
+SETTLE_SECONDS = 30.0
+
+# Projects whose run listings stay in memory. A run costs about 200 bytes until
+# it is shown (then its metadata too), so 128 projects of 1000 runs stay near
+# 25 MB while covering far more projects than one team keeps.
+PROJECTS_CACHED = 128
 
 
 def rfc3339(timestamp):
@@ -109,6 +121,164 @@ class Plan:
         return self._log_files
 
 
+class _CachedMetadata:
+    """A directory's ``metadata.toml``, parsed again only when its stat changes."""
+
+    __slots__ = ("directory", "stamp", "value")
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.stamp = _UNREAD
+        self.value = None
+
+    def current(self, now):
+        """The metadata as `read_metadata` would return it now."""
+        try:
+            st = os.stat(os.path.join(self.directory, METADATA_FILE))
+        except (FileNotFoundError, NotADirectoryError):
+            self.stamp, self.value = None, None
+            return None
+        except OSError:
+            stamp = _UNREAD  # let read_metadata meet the error and log it
+        else:
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+            if now - st.st_mtime < SETTLE_SECONDS:
+                stamp = _UNREAD
+        if stamp is _UNREAD or stamp != self.stamp:
+            self.value = read_metadata(self.directory)
+            self.stamp = stamp
+        return self.value
+
+
+# The stamp of a file not read yet, or one whose stamp cannot be trusted.
+_UNREAD = object()
+
+
+class _RunInputs:
+    """What a run's listing entry is made of, apart from its age in words."""
+
+    __slots__ = ("began", "created_at", "metadata")
+
+    def __init__(self):
+        self.began = None
+        self.created_at = None
+        # Read when the run is first shown: a listing shows a few runs of many.
+        self.metadata = None
+
+
+def _began(run_path, now):
+    """``(when the run began, whether that can change unseen)``.
+
+    A run began when its plan was written, or when its folder last changed while
+    it has no plan. The folder's time moves with every file a runner adds, and a
+    young plan may still be being written in place, so both are looked at again
+    on each request. A settled plan is looked at only while its run is shown:
+    stat-ing every plan on every request cost 86 ms for 25 000 runs where a
+    stat takes 3.5 us, over the whole budget of a listing. So a plan rewritten
+    long after it was first written (in place or by rename) is seen once its
+    run is shown, but cannot lift a run that is not shown into view. The format
+    rules such rewrites out: a plan is written once.
+    """
+    try:
+        st = os.stat(os.path.join(run_path, PLAN_FILE))
+    except FileNotFoundError:
+        return os.stat(run_path).st_mtime, True
+    return st.st_mtime, now - st.st_mtime < SETTLE_SECONDS
+
+
+class _ProjectRuns:
+    """One project's runs as last seen, and which of them must be looked at again.
+
+    Only stat calls decide what is still right; the cost of a warm listing is
+    one stat for the project folder, one per run still settling and two per run
+    shown, not a stat (let alone a parse) per run. See `SETTLE_SECONDS`.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        # (inode, mtime) of the folder when its run names were read: adding,
+        # removing or renaming a run changes it.
+        self.stamp = None
+        self.runs = {}
+        self.unsettled = set()
+        # Run ids newest first; None once a run came, went or moved in time.
+        self.order = None
+        self.metadata = _CachedMetadata(path)
+
+    def newest(self, limit, now):
+        """Entries of the ``limit`` newest runs (all when None), as of ``now``."""
+        self._refresh(now)
+        checked = set()
+        while True:
+            if self.order is None:
+                self.order = sorted(
+                    self.runs, key=lambda run: (self.runs[run].began, run), reverse=True
+                )
+            shown = self.order[:limit]
+            unchecked = [run for run in shown if run not in checked]
+            if not unchecked:
+                break
+            # A shown run's plan may have been rewritten; checking it can move
+            # it down, so check whatever takes its place too.
+            for run in unchecked:
+                checked.add(run)
+                self._check(run, now)
+        return [self._entry(run, now) for run in shown]
+
+    def _entry(self, run, now):
+        inputs = self.runs[run]
+        if inputs.metadata is None:
+            inputs.metadata = _CachedMetadata(os.path.join(self.path, run))
+        metadata = inputs.metadata.current(now)
+        entry = {
+            "id": run,
+            "name": _name_from(metadata, run),
+            "pretty_age": pretty_age(inputs.began, now),
+            "created_at": inputs.created_at,
+        }
+        if metadata is not None:
+            entry["metadata"] = metadata
+        return entry
+
+    def _refresh(self, now):
+        """Bring run names and beginnings up to date; raises if the project is gone."""
+        st = os.stat(self.path)
+        stamp = (st.st_ino, st.st_mtime_ns)
+        if stamp == self.stamp and now - st.st_mtime >= SETTLE_SECONDS:
+            for run in list(self.unsettled):
+                self._check(run, now)
+            return
+        if self.stamp is None or self.stamp[0] != stamp[0]:
+            self.runs = {}  # another folder under the same name
+        names = Store._subdirs(self.path)
+        # A run removed and made again under the same name is a new run: check
+        # every run, not only the new names.
+        self.runs = {name: self.runs.get(name) or _RunInputs() for name in names}
+        self.unsettled = set()
+        self.order = None
+        for name in names:
+            self._check(name, now)
+        self.stamp = stamp
+
+    def _check(self, run, now):
+        try:
+            began, unsettled = _began(os.path.join(self.path, run), now)
+        except (FileNotFoundError, NotADirectoryError):
+            del self.runs[run]  # removed since the names were read
+            self.unsettled.discard(run)
+            self.order = None
+            return
+        inputs = self.runs[run]
+        if inputs.began != began:
+            inputs.began = began
+            inputs.created_at = rfc3339(began)
+            self.order = None
+        if unsettled:
+            self.unsettled.add(run)
+        else:
+            self.unsettled.discard(run)
+
+
 class Store:
     """Read-only access to one runs directory.
 
@@ -123,6 +293,10 @@ class Store:
         # Plans are written once and read by every client of a run: parse each
         # version once. Keyed by path, checked against (inode, size, mtime).
         self._plans = collections.OrderedDict()
+        # Run listings per project path, least recently used first. Listing
+        # threads share them, so one lock guards them all.
+        self._listings = collections.OrderedDict()
+        self._listings_lock = threading.Lock()
 
     def _child_dir(self, parent, name, what):
         if not is_safe_name(name):
@@ -153,49 +327,45 @@ class Store:
                 if is_safe_name(entry.name) and entry.is_dir()
             ]
 
-    def _run_entry(self, project_path, run, now):
-        path = os.path.join(project_path, run)
-        try:
-            began = os.stat(os.path.join(path, PLAN_FILE)).st_mtime
-        except FileNotFoundError:
-            began = os.stat(path).st_mtime
-        metadata = read_metadata(path)
-        entry = {
-            "id": run,
-            "name": _name_from(metadata, run),
-            "pretty_age": pretty_age(began, now),
-            "created_at": rfc3339(began),
-        }
-        if metadata is not None:
-            entry["metadata"] = metadata
-        return began, entry
+    def _project_runs(self, project_path):
+        """The cached listing of one project, created on first use (LRU-bounded)."""
+        runs = self._listings.get(project_path)
+        if runs is None:
+            runs = self._listings[project_path] = _ProjectRuns(project_path)
+            if len(self._listings) > PROJECTS_CACHED:
+                self._listings.popitem(last=False)
+        else:
+            self._listings.move_to_end(project_path)
+        return runs
 
-    def list_runs(self, project, limit=None):
+    def list_runs(self, project, limit=None, now=None):
         """The project's runs, newest first (by when each began), at most ``limit``."""
         project_path = self.project_dir(project)
-        now = time.time()
-        runs = []
-        for run in self._subdirs(project_path):
+        now = time.time() if now is None else now
+        with self._listings_lock:
             try:
-                runs.append(self._run_entry(project_path, run, now))
-            except FileNotFoundError:
-                continue  # removed while we listed
-        runs.sort(key=lambda item: (item[0], item[1]["id"]), reverse=True)
-        return [entry for _, entry in runs[:limit]]
+                return self._project_runs(project_path).newest(limit, now)
+            except (FileNotFoundError, NotADirectoryError):
+                raise NotFound(f"no such project: {project}")
 
-    def list_projects(self, runs_per_project):
+    def list_projects(self, runs_per_project, now=None):
         """Every project sorted by id, each with its newest runs."""
+        now = time.time() if now is None else now
         projects = []
-        for project in sorted(self._subdirs(self.root)):
-            metadata = read_metadata(os.path.join(self.root, project))
-            try:
-                runs = self.list_runs(project, runs_per_project)
-            except NotFound:
-                continue  # removed while we listed
-            entry = {"id": project, "name": _name_from(metadata, project), "runs": runs}
-            if metadata is not None:
-                entry["metadata"] = metadata
-            projects.append(entry)
+        with self._listings_lock:
+            for project in sorted(self._subdirs(self.root)):
+                try:
+                    project_path = self.project_dir(project)
+                    listing = self._project_runs(project_path)
+                    runs = listing.newest(runs_per_project, now)
+                except (NotFound, FileNotFoundError, NotADirectoryError):
+                    continue  # removed while we listed
+                metadata = listing.metadata.current(now)
+                entry = {"id": project, "name": _name_from(metadata, project)}
+                entry["runs"] = runs
+                if metadata is not None:
+                    entry["metadata"] = metadata
+                projects.append(entry)
         return projects
 
     # Plans

@@ -12,7 +12,8 @@ log=$(mktemp)
 body=$(mktemp)
 headers=$(mktemp)
 
-"$GREENDOTS" serve --port "$port" --poll-timeout 1 2>"$log" &
+# Two processes: the installed package forks, serves and stops as one server.
+"$GREENDOTS" serve --port "$port" --poll-timeout 1 --processes 2 2>"$log" &
 pid=$!
 cleanup() {
     kill "$pid" 2>/dev/null || true

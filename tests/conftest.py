@@ -8,6 +8,8 @@ import pytest
 from greendots.app import make_app
 from greendots.config import Settings
 
+from servers import Server
+
 FIXTURES = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures"
 )
@@ -42,3 +44,17 @@ def app(settings):
 def api(base_url):
     """The URL of an API path on the test server."""
     return lambda path: base_url + path
+
+
+@pytest.fixture
+def serve():
+    """Start ``greendots serve`` with the given flags; every one is killed after the test."""
+    servers = []
+
+    def start(*args):
+        servers.append(Server(*args))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -6,66 +6,9 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 
 import pytest
-
-SERVE = [sys.executable, "-m", "greendots.cli", "serve", "--address", "127.0.0.1"]
-
-
-class Server:
-    """A ``greendots serve`` subprocess whose log lines are collected as they come."""
-
-    def __init__(self, *args):
-        self.proc = subprocess.Popen(
-            SERVE + list(args), stderr=subprocess.PIPE, text=True, encoding="utf-8"
-        )
-        self.lines = queue.Queue()
-        self.log = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self.port = int(
-            self.wait_for("listening on http://").rsplit(":", 1)[1].strip("/")
-        )
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for(self, text, timeout=10.0):
-        """The first log line (from now on) containing ``text``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"no log line with {text!r} in {self.log}"
-            try:
-                line = self.lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            self.log.append(line)
-            if text in line:
-                return line
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-
-
-@pytest.fixture
-def serve():
-    servers = []
-
-    def start(*args):
-        servers.append(Server(*args))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def run_cli(*args):
@@ -130,9 +73,23 @@ def test_serve_logs_one_access_line_per_request(serve, runs_dir):
     assert " 200 GET /api/v1/version (127.0.0.1) " in line and line.endswith("ms")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_serve_signal_answers_waiting_polls_and_exits_0(serve, runs_dir, signum):
-    server = serve("--data-dir", str(runs_dir), "--port", "0", "--log-level", "debug")
+@pytest.mark.parametrize(
+    "signum, processes",
+    [(signal.SIGTERM, "1"), (signal.SIGINT, "1"), (signal.SIGTERM, "2")],
+)
+def test_serve_signal_answers_waiting_polls_and_exits_0(
+    serve, runs_dir, signum, processes
+):
+    server = serve(
+        "--data-dir",
+        str(runs_dir),
+        "--port",
+        "0",
+        "--log-level",
+        "debug",
+        "--processes",
+        processes,
+    )
     run = runs_dir / "webshop" / "live-2026-12-01"
     offsets = [(run / f"status.{n}.jsonl").stat().st_size for n in (0, 1)] + [0]
     answers = queue.Queue()

@@ -28,6 +28,8 @@ def test_load_settings_file_then_overrides_win(tmp_path):
         ('port = "80"', "port must be a int"),
         ("port = true", "port must be a int"),
         ("port = 70000", "port 70000 is not between 0 and 65535"),
+        ("processes = -1", "processes must not be negative"),
+        ("processes = 1000", "processes must be at most 256"),
         ("poll_timeout = 0", "must be positive"),
         ('log_level = "loud"', "log_level 'loud' is not one of"),
         ("port = [", "is not valid TOML"),
