@@ -38,10 +38,13 @@ class StatusSummaryHandler(BaseHandler):
         ends = await pieces.__anext__()
         self.set_header("Content-Type", JSONL_TYPE)
         self.set_header("X-End-Offset", ",".join(map(str, ends)))
-        await self.flush()
-        async for piece in pieces:
-            self.write(piece)
+        try:
             await self.flush()
+            async for piece in pieces:
+                self.write(piece)
+                await self.flush()
+        except tornado.iostream.StreamClosedError:
+            pass  # the client left; the scan still finishes and is kept
 
     def _stream(self, run_path, emit):
         plan = self.store.plan(run_path)
