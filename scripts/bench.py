@@ -576,6 +576,8 @@ def percentile(values, share):
 
 
 class Bench:
+    """The data in ``tmp``, one method per group of figures, and their samples."""
+
     def __init__(self, args, tmp):
         self.args = args
         self.tmp = tmp
@@ -679,7 +681,6 @@ class Bench:
             self.add("ttfb", cold.first_body_byte, naive)
             self.add("warm", warm_time, naive)
             self.add("append", grown.total, warm_time)
-            self.summary_body_bytes = len(cold.body)
             self.range_round(server)
             self.health_round(server)
         finally:
@@ -1451,7 +1452,8 @@ def main(argv=None):
         bench.notes.append(
             f"/healthz under load: {bench.health_samples} samples in the "
             "last repetition; listing: "
-            f"{bench.listing_requests} requests per repetition."
+            f"{bench.listing_requests} requests in the last repetition (at most 20, "
+            f"stopped after {args.listing_budget:.0f} s)."
         )
         rows = figures(bench)
         print_table(bench, info, rows, time.monotonic() - started)
