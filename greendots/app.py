@@ -31,9 +31,12 @@ RUN = rf"{PROJECT}/runs/{_SEGMENT}"
 # A test id is one segment too: its "/" arrive as %2F and are decoded with the rest.
 TEST = rf"{RUN}/test/{_SEGMENT}"
 
-# File work runs on a few threads: enough to overlap a slow disk with a
-# summary being parsed, few enough not to fight the event loop for the GIL.
+# Small file work (listings, plans, log tails) runs on a few threads: enough
+# to overlap a slow disk, few enough not to fight the event loop for the GIL.
 EXECUTOR_THREADS = 4
+# Reading whole status files is CPU work in Python; on its own two threads it
+# never queues the small work behind it, and the loop is never outnumbered.
+SCAN_THREADS = 2
 
 
 class Services:
@@ -49,6 +52,9 @@ class Services:
         self.executor = concurrent.futures.ThreadPoolExecutor(
             EXECUTOR_THREADS, thread_name_prefix="greendots-io"
         )
+        self.scan_executor = concurrent.futures.ThreadPoolExecutor(
+            SCAN_THREADS, thread_name_prefix="greendots-scan"
+        )
         # Long polls still writing their answer; shutdown waits for them.
         self.polls_in_flight = 0
 
@@ -63,6 +69,7 @@ class Services:
         """Answer every waiting poll, then let the file threads finish."""
         self.watchers.release_all()
         self.executor.shutdown(wait=False)
+        self.scan_executor.shutdown(wait=False)
 
 
 def log_request(handler):

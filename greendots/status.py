@@ -20,6 +20,7 @@ import math
 import os
 import re
 import threading
+import time
 
 import ujson
 
@@ -196,6 +197,9 @@ class _BackwardScan:
         not read yet (lines are appended in time order)."""
         frontier = math.inf
         for text in read_blocks_backwards(f, end, start):
+            # Let other threads have the interpreter between blocks, so the
+            # event loop answers small requests while big files are read.
+            time.sleep(0)
             fresh = []
             self._block(text, fresh)
             first = text.find(b"\n")

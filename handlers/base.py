@@ -60,15 +60,15 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", JSON_TYPE)
         return self.finish(encode_json(data))
 
-    def off_loop(self, func, *args):
-        """Run blocking file work on the executor, keeping the event loop free."""
+    def off_loop(self, func, *args, executor=None):
+        """Run blocking file work on an executor, keeping the event loop free."""
         return tornado.ioloop.IOLoop.current().run_in_executor(
-            self.services.executor, func, *args
+            executor or self.services.executor, func, *args
         )
 
     async def from_executor(self, func, *args):
         """Iterate, on the event loop, over what ``func(*args, emit)`` emits
-        from an executor thread; an exception in ``func`` is raised here.
+        from a scan thread; an exception in ``func`` is raised here.
 
         Lets a long read send its first results while it goes on.
         """
@@ -85,7 +85,7 @@ class BaseHandler(tornado.web.RequestHandler):
             except BaseException as e:
                 loop.call_soon_threadsafe(queue.put_nowait, (False, e))
 
-        self.off_loop(work)
+        self.off_loop(work, executor=self.services.scan_executor)
         while True:
             more, item = await queue.get()
             if not more:
