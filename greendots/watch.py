@@ -36,11 +36,17 @@ def changed_workers(offsets, sizes):
 
 
 class _Waiter:
-    __slots__ = ("offsets", "future")
+    __slots__ = ("offsets", "future", "timer")
 
-    def __init__(self, offsets, future):
+    def __init__(self, offsets, future, timer):
         self.offsets = offsets
         self.future = future
+        self.timer = timer
+
+
+def _answer(future, workers):
+    if not future.done():
+        future.set_result(workers)
 
 
 class RunWatcher:
@@ -68,51 +74,58 @@ class RunWatcher:
             self.stats += len(self._sizes)
         return self._sizes
 
-    async def wait(self, offsets, timeout):
-        """Workers whose file changed from ``offsets``, as soon as there are any.
+    def wait(self, offsets, timeout):
+        """A future of the workers whose file changed from ``offsets``.
 
-        Returns an empty list after ``timeout`` seconds without change, or when
-        the watcher is released. Cancelling the call (the client went away)
-        leaves nothing behind.
+        It resolves as soon as there are any, or to an empty list after
+        ``timeout`` seconds without change or when the watcher is released.
+        Cancelling it (the client went away) leaves nothing behind.
         """
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         ready = changed_workers(offsets, self._current_sizes(len(offsets)))
         if ready or not offsets:
+            future.set_result(ready)
             if not self._waiters:
                 self._stop()
-            return ready
-        waiter = _Waiter(offsets, asyncio.get_running_loop().create_future())
+            return future
+        waiter = _Waiter(offsets, future, loop.call_later(timeout, _answer, future, []))
         self._waiters.add(waiter)
+        future.add_done_callback(lambda _: self._discard(waiter))
         log.debug("%d polls waiting on %s", len(self._waiters), self.run_path)
         if self._task is None:
             self._task = asyncio.ensure_future(self._watch())
-        try:
-            return await asyncio.wait_for(waiter.future, timeout)
-        except asyncio.TimeoutError:
-            return []
-        finally:
-            self._waiters.discard(waiter)
-            if not self._waiters:
-                self._stop()
+        return future
+
+    def _discard(self, waiter):
+        waiter.timer.cancel()
+        self._waiters.discard(waiter)
+        if not self._waiters:
+            self._stop()
 
     def waiting(self):
         return len(self._waiters)
 
     async def _watch(self):
+        before = None
         while self._waiters:
             await asyncio.sleep(self.interval)
             self.ticks += 1
             count = max(len(waiter.offsets) for waiter in self._waiters)
             sizes = self._current_sizes(count)
+            if sizes == before:
+                # Every waiter was checked against these sizes or older ones.
+                continue
+            before = list(sizes)
             for waiter in list(self._waiters):
                 ready = changed_workers(waiter.offsets, sizes)
-                if ready and not waiter.future.done():
-                    waiter.future.set_result(ready)
+                if ready:
+                    _answer(waiter.future, ready)
 
     def release(self):
         """Answer every waiter now with no news, as when the server stops."""
         for waiter in list(self._waiters):
-            if not waiter.future.done():
-                waiter.future.set_result([])
+            _answer(waiter.future, [])
 
     def _stop(self):
         if self._task is not None:

@@ -73,9 +73,7 @@ class StatusPollHandler(BaseHandler):
         offsets = self._offsets()
 
         watcher = self.services.watchers.for_run(run_path)
-        self._waiting = asyncio.ensure_future(
-            watcher.wait(offsets, self.limits.poll_timeout)
-        )
+        self._waiting = watcher.wait(offsets, self.limits.poll_timeout)
         self.services.polls_in_flight += 1
         try:
             ready = await self._waiting

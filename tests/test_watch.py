@@ -85,7 +85,7 @@ async def test_cancelled_wait_leaves_nothing(run):
     with pytest.raises(asyncio.CancelledError):
         await pending
 
-    assert watcher.waiting() == 0 and len(watchers) == 0
+    await until(lambda: watcher.waiting() == 0 and len(watchers) == 0)
 
 
 @pytest.mark.gen_test
