@@ -22,7 +22,7 @@ setup(
     # them; installed, they travel inside the package so `greendots serve` finds them.
     package_dir={"greendots.fixtures": "fixtures"},
     package_data={
-        "greendots": ["apidoc.txt"],
+        "greendots": ["apidoc.txt", "static/*"],
         "greendots.fixtures": ["**/*"],
     },
     install_requires=[
@@ -35,6 +35,8 @@ setup(
         "test": [
             "pytest>=7",
             "pytest-tornado>=0.8.1",
+            # Browser tests drive the system Chromium (no browser download).
+            "playwright>=1.40",
         ],
     },
     entry_points={

@@ -6,12 +6,14 @@ import os
 
 import tornado.web
 
+from greendots.site import Dashboard
 from greendots.status import SummaryCache
 from greendots.store import Store
 from greendots.watch import Watchers
 from handlers.base import NotFoundHandler
 from handlers.listings import ProjectListHandler, RunListHandler
 from handlers.meta import ApiDocHandler, HealthHandler, VersionHandler
+from handlers.pages import AssetHandler, FrontendHandler, PageHandler
 from handlers.plan import PlanHandler
 from handlers.status import (
     StatusFileHandler,
@@ -25,6 +27,17 @@ access_log = logging.getLogger("greendots.access")
 _SEGMENT = r"([^/]+)"
 PROJECT = rf"/api/v1/projects/{_SEGMENT}"
 RUN = rf"{PROJECT}/runs/{_SEGMENT}"
+
+# The dashboard's own page routes; the test id is one percent-encoded segment.
+_PAGE = r"[^/]+"
+PAGES = (
+    r"/",
+    rf"/projects/{_PAGE}/?",
+    rf"/projects/{_PAGE}/runs/{_PAGE}/?",
+    rf"/projects/{_PAGE}/runs/{_PAGE}/tests/{_PAGE}/?",
+)
+# With --frontend-dir, every path but the API's belongs to that frontend.
+NOT_API = r"/(?!api(?:/|$)|healthz$)(.*)"
 
 # File work runs on a few threads: enough to overlap a slow disk with a
 # summary being parsed, few enough not to fight the event loop for the GIL.
@@ -86,6 +99,22 @@ def routes(services):
         (rf"{RUN}/status_summary", StatusSummaryHandler, deps),
         (rf"{RUN}/status_poll", StatusPollHandler, deps),
         (rf"{RUN}/status_stream/{_SEGMENT}", StatusFileHandler, deps),
+        # Dashboard
+        *_dashboard_routes(services),
+    ]
+
+
+def _dashboard_routes(services):
+    """The bundled dashboard's pages and assets, or those of ``--frontend-dir``."""
+    frontend_dir = services.settings.frontend_dir
+    if frontend_dir:
+        return [(NOT_API, FrontendHandler, {"path": frontend_dir})]
+    dashboard = Dashboard()
+    pages = {"services": services, "dashboard": dashboard}
+    assets = {"path": dashboard.directory, "version": dashboard.version}
+    return [
+        *((page, PageHandler, pages) for page in PAGES),
+        (r"/static/([0-9a-f]+)/(.+)", AssetHandler, assets),
     ]
 
 

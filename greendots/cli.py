@@ -36,6 +36,10 @@ def _parser():
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.add_argument("--config", help="a TOML file with any of the settings")
     serve.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
+    serve.add_argument(
+        "--frontend-dir",
+        help="serve this built web client (with its index.html) instead of the dashboard",
+    )
     return parser
 
 
@@ -47,7 +51,12 @@ def settings_from(args):
         address=args.address,
         port=args.port,
         log_level=args.log_level,
+        frontend_dir=args.frontend_dir,
     )
+    if settings.frontend_dir is not None:
+        index = os.path.join(settings.frontend_dir, "index.html")
+        if not os.path.isfile(index):
+            raise ConfigError(f"the frontend dir {settings.frontend_dir} has no index.html")
     if settings.data_dir is None:
         return settings, True
     if not os.path.isdir(settings.data_dir):
