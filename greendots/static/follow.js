@@ -1,0 +1,139 @@
+// Following a live run: the summary once, then long polls and byte ranges per worker.
+
+import { Backoff, RequestError, fetchJson, request } from "./api.js";
+
+const NEWLINE = 10;
+
+/** Apply each complete JSON line of ``text``; damaged lines are skipped. */
+function applyText(model, text) {
+  for (const raw of text.split("\n")) {
+    // A network file system can leave runs of NUL bytes where a line was.
+    const line = raw.replace(/^\u0000+/, "").trim();
+    if (!line) continue;
+    let record;
+    try {
+      record = JSON.parse(line);
+    } catch {
+      model.skippedLines++;
+      continue;
+    }
+    model.apply(record);
+  }
+}
+
+function concat(a, b) {
+  const joined = new Uint8Array(a.length + b.length);
+  joined.set(a);
+  joined.set(b, a.length);
+  return joined;
+}
+
+/** Keeps ``model`` up to date with the run at ``url`` until ``signal`` aborts. */
+export class RunFollower {
+  constructor(url, model, onChange) {
+    this.url = url;
+    this.model = model;
+    this.onChange = onChange;
+    this.offsets = [];
+    this.partial = [];
+    this.decoder = new TextDecoder();
+  }
+
+  async run(signal) {
+    const backoff = new Backoff();
+    let resync = true;
+    while (!signal.aborted) {
+      try {
+        if (resync) await this.summary(signal);
+        resync = false;
+        const ready = await this.poll(signal);
+        for (const worker of ready) {
+          if (!(await this.stream(worker, signal))) resync = true;
+        }
+        if (!ready.length && (await this.newWorker(signal))) resync = true;
+        backoff.reset();
+      } catch (error) {
+        if (signal.aborted || error.name === "AbortError") return;
+        if (!(error instanceof RequestError)) console.error(error);
+        await backoff.wait(error instanceof RequestError ? error : new RequestError(0, ""), signal).catch(() => {});
+      }
+    }
+  }
+
+  /** Read the summary as it streams in, applying each line as it arrives. */
+  async summary(signal) {
+    const response = await request(`${this.url}/status_summary`, { signal, cache: "no-store" });
+    if (!response.ok) throw new RequestError(response.status, "no status summary");
+    performance.mark("gd:summary-start");
+    const header = response.headers.get("X-End-Offset") || "";
+    this.offsets = header.split(",").map((s) => parseInt(s, 10)).filter((n) => n >= 0);
+    this.partial = this.offsets.map(() => null);
+    this.model.reset();
+
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let rest = "";
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      rest += decoder.decode(value, { stream: true });
+      const cut = rest.lastIndexOf("\n");
+      if (cut >= 0) {
+        applyText(this.model, rest.slice(0, cut));
+        rest = rest.slice(cut + 1);
+        this.onChange();
+      }
+    }
+    applyText(this.model, rest + decoder.decode());
+    this.model.loaded = true;
+    performance.mark("gd:summary-end");
+    this.onChange();
+  }
+
+  /** The workers whose files grew: answered at once, or empty after the server's timeout. */
+  async poll(signal) {
+    const answer = await fetchJson(`${this.url}/status_poll`, {
+      method: "POST",
+      body: JSON.stringify(this.offsets),
+      signal,
+    });
+    const ready = Array.isArray(answer.workers_to_check) ? answer.workers_to_check : [];
+    return ready.filter((w) => Number.isInteger(w) && w >= 0 && w < this.offsets.length);
+  }
+
+  /** Read what was appended to one worker's file; false when it must be read afresh. */
+  async stream(worker, signal) {
+    const offset = this.offsets[worker];
+    const response = await request(`${this.url}/status_stream/${worker}`, {
+      headers: { Range: `bytes=${offset}-` },
+      signal,
+      cache: "no-store",
+    });
+    if (response.status === 416 || response.status === 404) return false;
+    if (response.status >= 500) throw new RequestError(response.status, "status file unavailable");
+    const range = /^bytes (\d+)-/.exec(response.headers.get("Content-Range") || "");
+    if (response.status !== 206 || !range || Number(range[1]) !== offset) return false;
+
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    this.offsets[worker] = offset + bytes.length;
+    const pending = this.partial[worker] ? concat(this.partial[worker], bytes) : bytes;
+    const cut = pending.lastIndexOf(NEWLINE);
+    // A line still being written waits for the rest of itself.
+    this.partial[worker] = cut + 1 < pending.length ? pending.slice(cut + 1) : null;
+    if (cut >= 0) {
+      applyText(this.model, this.decoder.decode(pending.subarray(0, cut)));
+      this.onChange();
+    }
+    return true;
+  }
+
+  /** Whether a status file past the known workers has appeared. */
+  async newWorker(signal) {
+    const response = await request(`${this.url}/status_stream/${this.offsets.length}`, {
+      method: "HEAD",
+      signal,
+      cache: "no-store",
+    });
+    return response.ok;
+  }
+}
