@@ -25,7 +25,9 @@ function errorHtml(error) {
 async function refreshing(main, load, draw, signal) {
   for (;;) {
     try {
-      draw(await retrying(load, signal));
+      const answer = await retrying(load, signal);
+      if (signal.aborted) return;
+      draw(answer);
     } catch (error) {
       if (signal.aborted) return;
       main.insertAdjacentHTML("beforeend", errorHtml(error));

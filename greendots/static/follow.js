@@ -44,6 +44,11 @@ export class RunFollower {
     let resync = true;
     while (!signal.aborted) {
       try {
+        if (backoff.failures) {
+          // A long poll answers late by design; learn at once that the server is back.
+          await fetchJson("/healthz", { signal, cache: "no-store" });
+          backoff.reset();
+        }
         if (resync) await this.summary(signal);
         resync = false;
         const ready = await this.poll(signal);

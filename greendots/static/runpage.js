@@ -80,6 +80,7 @@ export async function runPage(main, project, run, signal) {
     <div class="run-head"><h1>${esc(run)}</h1><span id="runstate" class="runstate">loading</span></div>
     <div id="body"><p class="muted">Loading the plan…</p></div>`;
   const current = await openSession(project, run, byId("body"), signal);
+  if (signal.aborted) return;
   const model = current.model;
   performance.mark("gd:plan");
 
@@ -280,6 +281,7 @@ export async function testPage(main, project, run, testId, signal) {
   main.innerHTML = `${crumbs([["GreenDots", "/"], [project, pageUrl.project(project)], [run, pageUrl.run(project, run)], [testId]])}
     <div id="body"><p class="muted">Loading the plan…</p></div>`;
   const current = await openSession(project, run, byId("body"), signal);
+  if (signal.aborted) return;
   const model = current.model;
   const i = model.index.get(testId);
   if (i === undefined) {
@@ -314,6 +316,7 @@ export async function testPage(main, project, run, testId, signal) {
   const findLog = async () => {
     try {
       const response = await request(`${testUrl}/log_tail?lines=1`, { signal });
+      if (signal.aborted) return;
       if (!response.ok || logShown) {
         if (!logShown) byId("log").innerHTML = '<p class="muted">No log for this test yet.</p>';
         return;
@@ -321,7 +324,7 @@ export async function testPage(main, project, run, testId, signal) {
       logShown = true;
       byId("log").innerHTML = `<iframe class="log" title="Log of ${esc(test.id)}" src="${esc(testUrl)}/log_stream"></iframe>`;
     } catch (error) {
-      if (error.name !== "AbortError") byId("log").innerHTML = '<p class="muted">Log unavailable.</p>';
+      if (!signal.aborted) byId("log").innerHTML = '<p class="muted">Log unavailable.</p>';
     }
   };
   let frame = 0;
