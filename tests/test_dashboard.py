@@ -119,7 +119,7 @@ def page(browser, server):
     tab = browser.new_page()
     tab.set_default_timeout(EXPECT_TIMEOUT_MS)
     errors = []
-    tab.on("pageerror", lambda error: errors.append(error))
+    tab.on("pageerror", lambda error: errors.append(error.stack or error.message))
     yield tab
     tab.close()
     assert not errors, f"errors in the page: {errors}"

@@ -107,6 +107,7 @@ export async function runPage(main, project, run, signal) {
   let failuresAt = 0;
   let failuresTimer = 0;
   const drawFailures = () => {
+    clearTimeout(failuresTimer);
     failuresTimer = 0;
     failuresAt = performance.now();
     model.failuresChanged = false;
