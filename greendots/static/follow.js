@@ -1,8 +1,14 @@
 // Following a live run: the summary once, then long polls and byte ranges per worker.
 
-import { Backoff, RequestError, fetchJson, request } from "./api.js";
+import { Backoff, RequestError, fetchJson, request, sleep } from "./api.js";
 
 const NEWLINE = 10;
+// What reading a worker's new bytes found.
+const GREW = "grew";
+const SAME = "same";
+const REREAD = "reread";
+// A pause before polling again when a reported file had nothing new after all.
+const SETTLE_MS = 250;
 
 /** Apply each complete JSON line of ``text``; damaged lines are skipped. */
 function applyText(model, text) {
@@ -52,10 +58,15 @@ export class RunFollower {
         if (resync) await this.summary(signal);
         resync = false;
         const ready = await this.poll(signal);
+        let grew = false;
         for (const worker of ready) {
-          if (!(await this.stream(worker, signal))) resync = true;
+          const outcome = await this.stream(worker, signal);
+          if (outcome === REREAD) resync = true;
+          grew ||= outcome === GREW;
         }
         if (!ready.length && (await this.newWorker(signal))) resync = true;
+        // The server may report a file from sizes a moment old; let them catch up.
+        if (ready.length && !grew && !resync) await sleep(SETTLE_MS, signal);
         backoff.reset();
       } catch (error) {
         if (signal.aborted || error.name === "AbortError") return;
@@ -106,7 +117,7 @@ export class RunFollower {
     return ready.filter((w) => Number.isInteger(w) && w >= 0 && w < this.offsets.length);
   }
 
-  /** Read what was appended to one worker's file; false when it must be read afresh. */
+  /** Read what was appended to one worker's file: GREW, SAME or REREAD (start afresh). */
   async stream(worker, signal) {
     const offset = this.offsets[worker];
     const response = await request(`${this.url}/status_stream/${worker}`, {
@@ -114,10 +125,16 @@ export class RunFollower {
       signal,
       cache: "no-store",
     });
-    if (response.status === 416 || response.status === 404) return false;
+    const contentRange = response.headers.get("Content-Range") || "";
+    if (response.status === 416) {
+      // "bytes */SIZE": a file that ends at our offset has nothing new; a shorter one was rewritten.
+      const size = /^bytes \*\/(\d+)$/.exec(contentRange);
+      return size && Number(size[1]) === offset ? SAME : REREAD;
+    }
+    if (response.status === 404) return REREAD;
     if (response.status >= 500) throw new RequestError(response.status, "status file unavailable");
-    const range = /^bytes (\d+)-/.exec(response.headers.get("Content-Range") || "");
-    if (response.status !== 206 || !range || Number(range[1]) !== offset) return false;
+    const range = /^bytes (\d+)-/.exec(contentRange);
+    if (response.status !== 206 || !range || Number(range[1]) !== offset) return REREAD;
 
     const bytes = new Uint8Array(await response.arrayBuffer());
     this.offsets[worker] = offset + bytes.length;
@@ -129,7 +146,7 @@ export class RunFollower {
       applyText(this.model, this.decoder.decode(pending.subarray(0, cut)));
       this.onChange();
     }
-    return true;
+    return bytes.length ? GREW : SAME;
   }
 
   /** Whether a status file past the known workers has appeared. */

@@ -5,6 +5,8 @@ import { RUNNING, STATES, formatValue } from "./model.js";
 
 // Keep in step with --cell in style.css: one dot and its gap.
 const CELL_PX = 14;
+// About the height of the upright test names above a band.
+const HEADER_PX = 80;
 const COMMON_ROW = "common";
 
 /**
@@ -93,7 +95,12 @@ export class MatrixView {
   }
 
   _band(html, columns) {
-    html.push(`<div class="band" style="grid-template-columns:var(--label) repeat(${columns.length},var(--cell))">`);
+    const present = new Set();
+    for (const column of columns) for (const key of column.cells.keys()) present.add(key);
+    // Off-screen bands are neither laid out nor painted (content-visibility);
+    // their height is known, so the scroll bar stays right.
+    const height = HEADER_PX + CELL_PX * present.size;
+    html.push(`<div class="band" style="grid-template-columns:var(--label) repeat(${columns.length},var(--cell));contain-intrinsic-size:auto ${height}px">`);
     html.push('<span class="corner"></span>');
     for (let c = 0; c < columns.length; ) {
       let span = 1;
@@ -102,8 +109,6 @@ export class MatrixView {
       html.push(`<span class="tn" style="grid-column:span ${span}" title="${name}">${name}</span>`);
       c += span;
     }
-    const present = new Set();
-    for (const column of columns) for (const key of column.cells.keys()) present.add(key);
     for (const row of this.layout.rows) {
       if (!present.has(row.key)) continue;
       html.push(`<span class="rl" title="${esc(row.label)}">${esc(row.label)}</span>`);
