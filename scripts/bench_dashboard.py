@@ -13,14 +13,13 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 CHROMIUM = os.environ.get("GREENDOTS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,6 +34,8 @@ FAILURES = [
     "ConnectionResetError: [Errno 104] Connection reset by peer",
 ]
 WORKERS = 8
+# The checkout being measured: the server subprocess imports greendots from here.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Share of the run already finished, and running, when the page opens.
 FINISHED = 0.8
 RUNNING = 0.02
@@ -122,28 +123,23 @@ def append_lines(run, pending, seconds, rate, rng, done):
     done.append((written, time.monotonic() - start))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(data_dir):
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "greendots.cli", "serve", "--data-dir", data_dir,
-         "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.DEVNULL,
-    )
+def _start_server(data_dir, log_path):
+    """``greendots serve`` on a port of its choosing, read back from its log."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "greendots.cli", "serve", "--data-dir", data_dir,
+             "--port", "0"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
+        )
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
-            return process, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
+    while time.monotonic() < deadline and process.poll() is None:
+        with open(log_path, "rb") as log:
+            listening = re.search(rb"listening on (http://127\.0\.0\.1:\d+)/", log.read())
+        if listening:
+            return process, listening.group(1).decode()
+        time.sleep(0.05)
     process.terminate()
-    raise SystemExit("the server did not start")
+    raise SystemExit(f"the server did not start; see {log_path}")
 
 
 WATCH = """() => {
@@ -179,10 +175,11 @@ def main():
     root = tempfile.mkdtemp(prefix="greendots-bench-")
     server = None
     try:
-        run, pending, plan_bytes = write_run(root, args.tests, rng)
+        data_dir = os.path.join(root, "runs")
+        run, pending, plan_bytes = write_run(data_dir, args.tests, rng)
         status_bytes = sum(os.path.getsize(os.path.join(run, f"status.{w}.jsonl"))
                            for w in range(WORKERS))
-        server, url = _start_server(root)
+        server, url = _start_server(data_dir, os.path.join(root, "server.log"))
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

@@ -6,8 +6,8 @@ install, rather than silently skipping.
 
 import json
 import os
+import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +28,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# How long the server may take to answer its health check after starting.
+# How long the server may take to start listening.
 START_TIMEOUT = 15.0
 # Every expect() waits at most this long: live updates arrive within a poll interval.
 EXPECT_TIMEOUT_MS = 10000
@@ -37,40 +37,50 @@ NIGHTLY = "/projects/webshop/runs/nightly-2026-11-30"
 LIVE = "/projects/webshop/runs/live-2026-12-01"
 COLLECTING = "/projects/webshop/runs/collecting-2026-12-01"
 
+# The checkout under test: the server subprocess imports greendots from here.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 pytestmark = pytest.mark.browser
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_LISTENING = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)/")
 
 
 class Server:
-    """``greendots serve`` in a subprocess, on a port kept across restarts."""
+    """``greendots serve`` in a subprocess; a restart keeps the first port.
+
+    The first start binds port 0 and reads the port from the server's log, so
+    no other process can take it between choosing and binding.
+    """
 
     def __init__(self, data_dir, log_path):
         self.data_dir = str(data_dir)
         self.log_path = log_path
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0
+        self.url = None
         self.process = None
 
     def start(self):
         command = [sys.executable, "-m", "greendots.cli", "serve", "--data-dir", self.data_dir,
-                   "--port", str(self.port), "--log-level", "warning"]
+                   "--port", str(self.port)]
+        seen = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as log:
+                log.seek(seen)
+                listening = _LISTENING.search(log.read())
+            if listening:
+                self.port = int(listening.group(1))
+                self.url = f"http://127.0.0.1:{self.port}"
+                return
             if self.process.poll() is not None:
                 pytest.fail(f"the server exited: see {self.log_path}", pytrace=False)
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)  # bounded: the deadline above ends the wait
-        pytest.fail(f"the server did not answer within {START_TIMEOUT} s", pytrace=False)
+            time.sleep(0.05)  # bounded: the deadline above ends the wait
+        pytest.fail(f"the server did not start within {START_TIMEOUT} s", pytrace=False)
 
     def stop(self):
         if self.process and self.process.poll() is None:
