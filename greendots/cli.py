@@ -85,6 +85,8 @@ async def serve(settings, ready=None):
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     log.info("serving %s", settings.data_dir)
+    if settings.frontend_dir:
+        log.info("web client from %s", settings.frontend_dir)
     log.info("listening on http://%s:%d/", settings.address, port)
     if ready is not None:
         ready(port)

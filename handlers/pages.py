@@ -93,5 +93,10 @@ class FrontendHandler(_JsonErrors, tornado.web.StaticFileHandler):
         full = os.path.realpath(os.path.join(root, *parts))
         return full.startswith(root + os.sep) and os.path.isfile(full)
 
+    def compute_etag(self):
+        # Tornado caches a file's hash for the life of the process; a rebuilt
+        # frontend would then get false 304s. Last-Modified revalidates instead.
+        return None
+
     def set_extra_headers(self, path):
         self.set_header("Cache-Control", "no-cache")

@@ -144,6 +144,33 @@ class TestFrontendDir:
         assert "javascript" in response.headers["Content-Type"]
 
     @pytest.mark.gen_test
+    def test_frontend_rebuilt_file_is_never_a_stale_304(self, http_client, api, frontend):
+        first = yield http_client.fetch(api("/assets/main.js"))
+        (frontend / "assets" / "main.js").write_text("console.log('rebuilt')")
+        os.utime(frontend / "assets" / "main.js", (2e9, 2e9))
+
+        again = yield http_client.fetch(
+            api("/assets/main.js"),
+            headers={"If-Modified-Since": first.headers["Last-Modified"]},
+        )
+
+        assert "Etag" not in first.headers
+        assert again.code == 200
+        assert again.body == b"console.log('rebuilt')"
+
+    @pytest.mark.gen_test
+    def test_frontend_unchanged_file_revalidates_to_304(self, http_client, api):
+        first = yield http_client.fetch(api("/assets/main.js"))
+
+        again = yield http_client.fetch(
+            api("/assets/main.js"),
+            headers={"If-Modified-Since": first.headers["Last-Modified"]},
+            raise_error=False,
+        )
+
+        assert again.code == 304
+
+    @pytest.mark.gen_test
     def test_frontend_leaves_the_api_alone(self, http_client, api):
         projects = yield http_client.fetch(api("/api/v1/projects"))
         unknown = yield http_client.fetch(api("/api/v1/nothing"), raise_error=False)

@@ -11,6 +11,8 @@ import { RunFollower } from "./follow.js";
 const PLAN_RETRY_MS = 2000;
 // Regrouping failures walks every test; do it at most this often while lines stream.
 const FAILURES_EVERY_MS = 250;
+// Beyond this many failure groups the list stops helping and only costs time.
+const MAX_GROUPS_SHOWN = 100;
 // Wait this long on a dot before asking for its log, so sweeping the mouse is free.
 const HOVER_DELAY_MS = 200;
 const TAIL_LINES = 10;
@@ -112,11 +114,14 @@ export async function runPage(main, project, run, signal) {
     failuresAt = performance.now();
     model.failuresChanged = false;
     const groups = model.failureGroups();
-    const items = groups.map(
+    const items = groups.slice(0, MAX_GROUPS_SHOWN).map(
       ([key, members]) => `<li><button type="button" class="failure${key === selected ? " selected" : ""}"
         data-key="${esc(key)}" title="${esc(key)}"><span class="n">${members.length}</span>
         <span class="text">${esc(key)}</span></button></li>`,
     );
+    if (groups.length > MAX_GROUPS_SHOWN) {
+      items.push(`<li class="muted">${groups.length - MAX_GROUPS_SHOWN} smaller groups not shown</li>`);
+    }
     byId("failures").innerHTML = items.join("") || '<li class="muted">None</li>';
     if (selected !== null) {
       const group = groups.find(([key]) => key === selected);
