@@ -30,6 +30,8 @@ CHROMIUM_ARGS = [
 ]
 # How long the server may take to start listening.
 START_TIMEOUT = 15.0
+# Short long polls, so a poll that finds nothing comes back within a test's patience.
+POLL_TIMEOUT = 2.0
 # Every expect() waits at most this long: live updates arrive within a poll interval.
 EXPECT_TIMEOUT_MS = 10000
 
@@ -61,8 +63,10 @@ class Server:
         self.process = None
 
     def start(self):
+        config = self.log_path.with_name("greendots.toml")
+        config.write_text(f"poll_timeout = {POLL_TIMEOUT}\n")
         command = [sys.executable, "-m", "greendots.cli", "serve", "--data-dir", self.data_dir,
-                   "--port", str(self.port)]
+                   "--port", str(self.port), "--config", str(config)]
         seen = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -358,3 +362,33 @@ def test_stopped_server_shows_offline_then_recovers(page, server, runs_dir):
     _append(runs_dir / "webshop" / "live-2026-12-01" / "status.0.jsonl",
             _line(test, "finish", outcome="failed"))
     expect(_dot(page, runs_dir, LIVE, test)).to_have_class("d failed")
+
+
+def test_rewritten_status_file_reads_the_summary_again(page, server, runs_dir):
+    from playwright.sync_api import expect
+
+    status = runs_dir / "webshop" / "live-2026-12-01" / "status.0.jsonl"
+    test = "tests/test_cart.py::test_total[x86-1]"
+    page.goto(server.url + LIVE)
+    dot = _dot(page, runs_dir, LIVE, test)
+    expect(dot).to_have_class("d passed")
+
+    with page.expect_response(lambda r: "/status_summary" in r.url):
+        status.write_text(_line(test, "finish", outcome="error"))
+
+    expect(dot).to_have_class("d error")
+    expect(page.locator("#count-passed")).to_have_text("4")  # worker 1's passes remain
+
+
+def test_new_worker_file_is_followed(page, server, runs_dir):
+    from playwright.sync_api import expect
+
+    test = "tests/test_checkout.py::test_receipt_text"
+    page.goto(server.url + LIVE)
+    dot = _dot(page, runs_dir, LIVE, test)
+    expect(dot).to_have_class("d pending")
+
+    _append(runs_dir / "webshop" / "live-2026-12-01" / "status.3.jsonl",
+            _line(test, "finish", outcome="skipped", reason="no printer"))
+
+    expect(dot).to_have_class("d skipped")

@@ -9,6 +9,8 @@ const SAME = "same";
 const REREAD = "reread";
 // A pause before polling again when a reported file had nothing new after all.
 const SETTLE_MS = 250;
+// How often a run whose polls keep answering is checked for a new worker's file.
+const NEW_WORKER_CHECK_MS = 10000;
 
 /** Apply each complete JSON line of ``text``; damaged lines are skipped. */
 function applyText(model, text) {
@@ -43,6 +45,7 @@ export class RunFollower {
     this.offsets = [];
     this.partial = [];
     this.decoder = new TextDecoder();
+    this.workersCheckedAt = performance.now();
   }
 
   async run(signal) {
@@ -64,7 +67,9 @@ export class RunFollower {
           if (outcome === REREAD) resync = true;
           grew ||= outcome === GREW;
         }
-        if (!ready.length && (await this.newWorker(signal))) resync = true;
+        // A busy run's polls never come back empty; look for new workers now and then too.
+        const due = performance.now() - this.workersCheckedAt > NEW_WORKER_CHECK_MS;
+        if ((!ready.length || due) && (await this.newWorker(signal))) resync = true;
         // The server may report a file from sizes a moment old; let them catch up.
         if (ready.length && !grew && !resync) await sleep(SETTLE_MS, signal);
         backoff.reset();
@@ -151,6 +156,7 @@ export class RunFollower {
 
   /** Whether a status file past the known workers has appeared. */
   async newWorker(signal) {
+    this.workersCheckedAt = performance.now();
     const response = await request(`${this.url}/status_stream/${this.offsets.length}`, {
       method: "HEAD",
       signal,
