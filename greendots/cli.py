@@ -56,7 +56,9 @@ def settings_from(args):
     if settings.frontend_dir is not None:
         index = os.path.join(settings.frontend_dir, "index.html")
         if not os.path.isfile(index):
-            raise ConfigError(f"the frontend dir {settings.frontend_dir} has no index.html")
+            raise ConfigError(
+                f"the frontend dir {settings.frontend_dir} has no index.html"
+            )
     if settings.data_dir is None:
         return settings, True
     if not os.path.isdir(settings.data_dir):

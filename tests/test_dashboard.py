@@ -65,8 +65,18 @@ class Server:
     def start(self):
         config = self.log_path.with_name("greendots.toml")
         config.write_text(f"poll_timeout = {POLL_TIMEOUT}\n")
-        command = [sys.executable, "-m", "greendots.cli", "serve", "--data-dir", self.data_dir,
-                   "--port", str(self.port), "--config", str(config)]
+        command = [
+            sys.executable,
+            "-m",
+            "greendots.cli",
+            "serve",
+            "--data-dir",
+            self.data_dir,
+            "--port",
+            str(self.port),
+            "--config",
+            str(config),
+        ]
         seen = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -154,7 +164,9 @@ def _append(path, text):
 
 
 def _line(test, kind, **fields):
-    return json.dumps({"type": kind, "test": test, "time": time.time(), **fields}) + "\n"
+    return (
+        json.dumps({"type": kind, "test": test, "time": time.time(), **fields}) + "\n"
+    )
 
 
 def _counts(page):
@@ -170,10 +182,21 @@ def _counts(page):
 @pytest.mark.parametrize(
     "run, expected, run_state",
     [
-        (NIGHTLY, dict(pending=0, running=0, passed=9, failed=1, error=1, skipped=2), "done"),
-        (LIVE, dict(pending=4, running=0, passed=8, failed=1, error=0, skipped=0), "running"),
-        ("/projects/compiler/runs/build-1042",
-         dict(pending=0, running=0, passed=9, failed=1, error=0, skipped=1), "done"),
+        (
+            NIGHTLY,
+            dict(pending=0, running=0, passed=9, failed=1, error=1, skipped=2),
+            "done",
+        ),
+        (
+            LIVE,
+            dict(pending=4, running=0, passed=8, failed=1, error=0, skipped=0),
+            "running",
+        ),
+        (
+            "/projects/compiler/runs/build-1042",
+            dict(pending=0, running=0, passed=9, failed=1, error=0, skipped=1),
+            "done",
+        ),
     ],
 )
 def test_run_page_dots_per_state_match_the_run(page, server, run, expected, run_state):
@@ -214,12 +237,18 @@ def test_live_run_all_finished_says_done(page, server, runs_dir):
     page.goto(server.url + LIVE)
     expect(page.locator("#runstate")).to_have_text("running")
 
-    pending = ["test_pay[x86-invoice]", "test_pay[arm-card]", "test_pay[arm-invoice]",
-               "test_receipt_text"]
+    pending = [
+        "test_pay[x86-invoice]",
+        "test_pay[arm-card]",
+        "test_pay[arm-invoice]",
+        "test_receipt_text",
+    ]
     _append(
         runs_dir / "webshop" / "live-2026-12-01" / "status.2.jsonl",
-        "".join(_line(f"tests/test_checkout.py::{name}", "finish", outcome="passed")
-                for name in pending),
+        "".join(
+            _line(f"tests/test_checkout.py::{name}", "finish", outcome="passed")
+            for name in pending
+        ),
     )
 
     expect(page.locator("#runstate")).to_have_text("done")
@@ -359,8 +388,10 @@ def test_stopped_server_shows_offline_then_recovers(page, server, runs_dir):
     server.start()
     expect(notice).to_be_hidden(timeout=20000)
 
-    _append(runs_dir / "webshop" / "live-2026-12-01" / "status.0.jsonl",
-            _line(test, "finish", outcome="failed"))
+    _append(
+        runs_dir / "webshop" / "live-2026-12-01" / "status.0.jsonl",
+        _line(test, "finish", outcome="failed"),
+    )
     expect(_dot(page, runs_dir, LIVE, test)).to_have_class("d failed")
 
 
@@ -388,7 +419,9 @@ def test_new_worker_file_is_followed(page, server, runs_dir):
     dot = _dot(page, runs_dir, LIVE, test)
     expect(dot).to_have_class("d pending")
 
-    _append(runs_dir / "webshop" / "live-2026-12-01" / "status.3.jsonl",
-            _line(test, "finish", outcome="skipped", reason="no printer"))
+    _append(
+        runs_dir / "webshop" / "live-2026-12-01" / "status.3.jsonl",
+        _line(test, "finish", outcome="skipped", reason="no printer"),
+    )
 
     expect(dot).to_have_class("d skipped")

@@ -38,7 +38,9 @@ def test_page_route_answers_the_index_uncached(http_client, api, path):
 
 
 @pytest.mark.gen_test
-@pytest.mark.parametrize("path", ["/api/v1/nothing", "/api/v1/projects/webshop/nothing", "/nothing"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/nothing", "/api/v1/projects/webshop/nothing", "/nothing"]
+)
 def test_unknown_path_is_still_a_json_404(http_client, api, path):
     response = yield http_client.fetch(api(path), raise_error=False)
 
@@ -76,14 +78,22 @@ def test_asset_head_sends_the_get_headers(http_client, api):
 
     assert head.code == 200
     assert head.body == b""
-    for name in ("Content-Type", "Content-Length", "Cache-Control", "Etag", "Last-Modified"):
+    for name in (
+        "Content-Type",
+        "Content-Length",
+        "Cache-Control",
+        "Etag",
+        "Last-Modified",
+    ):
         assert head.headers[name] == get.headers[name]
 
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("name", ["missing.js", "../app.py", "%2e%2e/app.py"])
 def test_asset_missing_or_outside_is_a_json_error(http_client, api, name):
-    response = yield http_client.fetch(api(f"/static/{_version()}/{name}"), raise_error=False)
+    response = yield http_client.fetch(
+        api(f"/static/{_version()}/{name}"), raise_error=False
+    )
 
     assert response.code in (403, 404)
     assert set(json.loads(response.body)) == {"error"}
@@ -107,7 +117,10 @@ def test_dashboard_version_follows_content(tmp_path):
     second = Dashboard(str(tmp_path))
 
     assert first.version != second.version
-    assert second.index == f'<script src="/static/{second.version}/a.js"></script>'.encode()
+    assert (
+        second.index
+        == f'<script src="/static/{second.version}/a.js"></script>'.encode()
+    )
 
 
 class TestFrontendDir:
@@ -124,10 +137,14 @@ class TestFrontendDir:
 
     @pytest.fixture
     def settings(self, runs_dir, frontend):
-        return Settings(data_dir=str(runs_dir), frontend_dir=str(frontend), poll_timeout=5.0)
+        return Settings(
+            data_dir=str(runs_dir), frontend_dir=str(frontend), poll_timeout=5.0
+        )
 
     @pytest.mark.gen_test
-    @pytest.mark.parametrize("path", ["/", "/projects/webshop", "/any/route/it/has", "/.secret"])
+    @pytest.mark.parametrize(
+        "path", ["/", "/projects/webshop", "/any/route/it/has", "/.secret"]
+    )
     def test_frontend_routes_answer_its_index(self, http_client, api, path):
         response = yield http_client.fetch(api(path))
 
@@ -144,7 +161,9 @@ class TestFrontendDir:
         assert "javascript" in response.headers["Content-Type"]
 
     @pytest.mark.gen_test
-    def test_frontend_rebuilt_file_is_never_a_stale_304(self, http_client, api, frontend):
+    def test_frontend_rebuilt_file_is_never_a_stale_304(
+        self, http_client, api, frontend
+    ):
         first = yield http_client.fetch(api("/assets/main.js"))
         (frontend / "assets" / "main.js").write_text("console.log('rebuilt')")
         os.utime(frontend / "assets" / "main.js", (2e9, 2e9))
@@ -176,9 +195,14 @@ class TestFrontendDir:
         unknown = yield http_client.fetch(api("/api/v1/nothing"), raise_error=False)
         health = yield http_client.fetch(api("/healthz"))
 
-        assert [p["id"] for p in json.loads(projects.body)["projects"]] == ["compiler", "webshop"]
+        assert [p["id"] for p in json.loads(projects.body)["projects"]] == [
+            "compiler",
+            "webshop",
+        ]
         assert unknown.code == 404
-        assert json.loads(unknown.body) == {"error": "no such endpoint: /api/v1/nothing"}
+        assert json.loads(unknown.body) == {
+            "error": "no such endpoint: /api/v1/nothing"
+        }
         assert json.loads(health.body) == {"status": "ok"}
 
     @pytest.mark.gen_test

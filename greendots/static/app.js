@@ -13,7 +13,10 @@ function metadataLine(metadata) {
   const shown = Object.entries(metadata)
     .filter(([key, value]) => key !== "name" && key !== "description" && typeof value !== "object")
     .slice(0, 4)
-    .map(([key, value]) => `<span class="meta"><span class="k">${esc(key)}</span> ${esc(value)}</span>`);
+    .map(
+      ([key, value]) =>
+        `<span class="meta"><span class="k">${esc(key)}</span> ${esc(value)}</span>`,
+    );
   return shown.join(" ");
 }
 
@@ -48,7 +51,9 @@ function homePage(main, signal) {
   const draw = ({ projects }) => {
     const items = (projects || []).map((project) => {
       const runs = (project.runs || []).map(
-        (run) => `<li><a href="${esc(pageUrl.run(project.id, run.id))}">${esc(run.name || run.id)}</a>
+        (
+          run,
+        ) => `<li><a href="${esc(pageUrl.run(project.id, run.id))}">${esc(run.name || run.id)}</a>
           <span class="age" title="${esc(run.created_at || "")}">${esc(run.pretty_age || "")}</span></li>`,
       );
       const description = project.metadata?.description;
@@ -71,7 +76,9 @@ function projectPage(main, project, signal) {
     <div id="runs"><p class="muted">Loading…</p></div>`;
   const draw = ({ runs }) => {
     const rows = (runs || []).map(
-      (run) => `<tr><td><a href="${esc(pageUrl.run(project, run.id))}">${esc(run.name || run.id)}</a></td>
+      (
+        run,
+      ) => `<tr><td><a href="${esc(pageUrl.run(project, run.id))}">${esc(run.name || run.id)}</a></td>
         <td class="age" title="${esc(run.created_at || "")}">${esc(run.pretty_age || "")}</td>
         <td>${metadataLine(run.metadata)}</td></tr>`,
     );
@@ -110,7 +117,12 @@ function route() {
     page = projectPage(main, project, signal);
   } else if (projects === "projects" && runs === "runs" && parts.length === 4) {
     page = runPage(main, project, run, signal);
-  } else if (projects === "projects" && runs === "runs" && tests === "tests" && parts.length === 6) {
+  } else if (
+    projects === "projects" &&
+    runs === "runs" &&
+    tests === "tests" &&
+    parts.length === 6
+  ) {
     page = testPage(main, project, run, test, signal);
   } else {
     closeRunSession();

@@ -5,14 +5,26 @@ import { STATES, formatValue } from "./model.js";
 /** The terms of a filter text, or null when it is empty. */
 export function parseFilter(text) {
   const terms = [];
-  for (const word of String(text || "").trim().split(/\s+/)) {
+  for (const word of String(text || "")
+    .trim()
+    .split(/\s+/)) {
     if (!word) continue;
     const state = /^state:(.*)$/i.exec(word);
     const eq = word.indexOf("=");
     if (state) {
-      terms.push({ kind: "state", codes: state[1].toLowerCase().split(",").map((s) => STATES.indexOf(s)) });
+      terms.push({
+        kind: "state",
+        codes: state[1]
+          .toLowerCase()
+          .split(",")
+          .map((s) => STATES.indexOf(s)),
+      });
     } else if (eq > 0) {
-      terms.push({ kind: "param", key: word.slice(0, eq), value: word.slice(eq + 1).toLowerCase() });
+      terms.push({
+        kind: "param",
+        key: word.slice(0, eq),
+        value: word.slice(eq + 1).toLowerCase(),
+      });
     } else {
       terms.push({ kind: "text", value: word.toLowerCase() });
     }

@@ -76,7 +76,9 @@ export class RunFollower {
       } catch (error) {
         if (signal.aborted || error.name === "AbortError") return;
         if (!(error instanceof RequestError)) console.error(error);
-        await backoff.wait(error instanceof RequestError ? error : new RequestError(0, ""), signal).catch(() => {});
+        await backoff
+          .wait(error instanceof RequestError ? error : new RequestError(0, ""), signal)
+          .catch(() => {});
       }
     }
   }
@@ -87,7 +89,10 @@ export class RunFollower {
     if (!response.ok) throw new RequestError(response.status, "no status summary");
     performance.mark("gd:summary-start");
     const header = response.headers.get("X-End-Offset") || "";
-    this.offsets = header.split(",").map((s) => parseInt(s, 10)).filter((n) => n >= 0);
+    this.offsets = header
+      .split(",")
+      .map((s) => parseInt(s, 10))
+      .filter((n) => n >= 0);
     this.partial = this.offsets.map(() => null);
     this.model.reset();
 

@@ -18,9 +18,12 @@ export function layoutOf(model) {
   const rows = new Map();
   const groups = new Map();
   model.tests.forEach((test, i) => {
-    const values = model.rowParams.filter((p) => p in test.params).map((p) => formatValue(test.params[p]));
+    const values = model.rowParams
+      .filter((p) => p in test.params)
+      .map((p) => formatValue(test.params[p]));
     const rowKey = values.length ? JSON.stringify(values) : "";
-    if (!rows.has(rowKey)) rows.set(rowKey, { key: rowKey, label: values.length ? values.join(" · ") : COMMON_ROW });
+    if (!rows.has(rowKey))
+      rows.set(rowKey, { key: rowKey, label: values.length ? values.join(" · ") : COMMON_ROW });
     const rest = Object.entries(test.params).filter(([p]) => !model.rowParams.includes(p));
     let names = groups.get(test.group);
     if (!names) groups.set(test.group, (names = new Map()));
@@ -100,9 +103,10 @@ export class MatrixView {
     // Off-screen bands are neither laid out nor painted (content-visibility);
     // their height is known, so the scroll bar stays right.
     const height = HEADER_PX + CELL_PX * present.size;
-    html.push(`<div class="band" style="grid-template-columns:var(--label) repeat(${columns.length},var(--cell));contain-intrinsic-size:auto ${height}px">`);
+    const grid = `grid-template-columns:var(--label) repeat(${columns.length},var(--cell))`;
+    html.push(`<div class="band" style="${grid};contain-intrinsic-size:auto ${height}px">`);
     html.push('<span class="corner"></span>');
-    for (let c = 0; c < columns.length; ) {
+    for (let c = 0; c < columns.length;) {
       let span = 1;
       while (c + span < columns.length && columns[c + span].name === columns[c].name) span++;
       const name = esc(columns[c].name);
@@ -114,7 +118,9 @@ export class MatrixView {
       html.push(`<span class="rl" title="${esc(row.label)}">${esc(row.label)}</span>`);
       for (const column of columns) {
         const i = column.cells.get(row.key);
-        html.push(i === undefined ? "<i></i>" : `<b class="${this.className(i)}" data-i="${i}"></b>`);
+        html.push(
+          i === undefined ? "<i></i>" : `<b class="${this.className(i)}" data-i="${i}"></b>`,
+        );
       }
     }
     html.push("</div>");
@@ -122,7 +128,8 @@ export class MatrixView {
 
   _progress(i) {
     const el = this.elements[i];
-    if (this.model.state[i] === RUNNING) el.style.setProperty("--p", this.model.progress[i].toFixed(3));
+    if (this.model.state[i] === RUNNING)
+      el.style.setProperty("--p", this.model.progress[i].toFixed(3));
     else if (el.style.length) el.removeAttribute("style");
   }
 

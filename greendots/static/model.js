@@ -74,7 +74,7 @@ export class RunModel {
     if (line.type === "progress" && typeof line.percentage === "number") {
       this.progress[i] = Math.min(1, Math.max(0, line.percentage));
     }
-    const state = line.type === "finish" ? OUTCOMES[line.outcome] ?? ERROR : RUNNING;
+    const state = line.type === "finish" ? (OUTCOMES[line.outcome] ?? ERROR) : RUNNING;
     this._setState(i, state);
   }
 

@@ -53,7 +53,10 @@ async function openSession(project, run, status, signal) {
   let plan = plans.get(key);
   while (!plan) {
     try {
-      plan = await retrying(() => fetchJson(`${apiUrl.run(project, run)}/plan`, { signal }), signal);
+      plan = await retrying(
+        () => fetchJson(`${apiUrl.run(project, run)}/plan`, { signal }),
+        signal,
+      );
     } catch (error) {
       if (!(error instanceof RequestError) || error.status !== 404) throw error;
       status.innerHTML = `<p class="muted waiting">No plan yet: the run is still collecting its tests
@@ -69,7 +72,9 @@ async function openSession(project, run, status, signal) {
 
 function counterHtml() {
   const items = STATES.map(
-    (state) => `<button type="button" class="counter" data-state="${state}" title="Show ${state} tests">
+    (
+      state,
+    ) => `<button type="button" class="counter" data-state="${state}" title="Show ${state} tests">
       <b class="d ${state}"></b><span class="n" id="count-${state}">0</span> ${state}</button>`,
   );
   return `<div class="counters">${items.join("")}<span class="total" id="count-total"></span></div>`;
@@ -97,7 +102,8 @@ export async function runPage(main, project, run, signal) {
   let selected = null;
   const refilter = () => {
     let count = 0;
-    for (let i = 0; i < model.tests.length; i++) count += view.match[i] = matches(terms, model, i) ? 1 : 0;
+    for (let i = 0; i < model.tests.length; i++)
+      count += view.match[i] = matches(terms, model, i) ? 1 : 0;
     byId("matching").textContent = terms ? `${count} of ${model.tests.length} match` : "";
   };
   refilter();
@@ -115,12 +121,17 @@ export async function runPage(main, project, run, signal) {
     model.failuresChanged = false;
     const groups = model.failureGroups();
     const items = groups.slice(0, MAX_GROUPS_SHOWN).map(
-      ([key, members]) => `<li><button type="button" class="failure${key === selected ? " selected" : ""}"
+      ([
+        key,
+        members,
+      ]) => `<li><button type="button" class="failure${key === selected ? " selected" : ""}"
         data-key="${esc(key)}" title="${esc(key)}"><span class="n">${members.length}</span>
         <span class="text">${esc(key)}</span></button></li>`,
     );
     if (groups.length > MAX_GROUPS_SHOWN) {
-      items.push(`<li class="muted">${groups.length - MAX_GROUPS_SHOWN} smaller groups not shown</li>`);
+      items.push(
+        `<li class="muted">${groups.length - MAX_GROUPS_SHOWN} smaller groups not shown</li>`,
+      );
     }
     byId("failures").innerHTML = items.join("") || '<li class="muted">None</li>';
     if (selected !== null) {
@@ -211,7 +222,10 @@ function stateText(model, i) {
 
 function paramsHtml(params) {
   return Object.entries(params)
-    .map(([key, value]) => `<span class="param"><span class="k">${esc(key)}</span>=${esc(formatValue(value))}</span>`)
+    .map(
+      ([key, value]) =>
+        `<span class="param"><span class="k">${esc(key)}</span>=${esc(formatValue(value))}</span>`,
+    )
     .join(" ");
 }
 
@@ -253,7 +267,11 @@ function hoverAndClick(view, project, run, signal) {
     tip.style.top = `${below ? box.bottom + 6 : Math.max(4, box.top - tip.offsetHeight - 6)}px`;
     timer = setTimeout(() => {
       loading = new AbortController();
-      showLogTail(tip.querySelector(".tip-log"), apiUrl.test(project, run, test.id), loading.signal);
+      showLogTail(
+        tip.querySelector(".tip-log"),
+        apiUrl.test(project, run, test.id),
+        loading.signal,
+      );
     }, HOVER_DELAY_MS);
   });
   view.root.addEventListener("mouseleave", hide);
@@ -269,7 +287,10 @@ async function showLogTail(place, testUrl, signal) {
   try {
     const response = await request(`${testUrl}/log_tail?lines=${TAIL_LINES}`, { signal });
     if (!response.ok) {
-      place.textContent = response.status === 404 ? "No log for this test yet." : `Log unavailable (${response.status}).`;
+      place.textContent =
+        response.status === 404
+          ? "No log for this test yet."
+          : `Log unavailable (${response.status}).`;
       return;
     }
     const frame = document.createElement("iframe");
@@ -293,7 +314,8 @@ export async function testPage(main, project, run, testId, signal) {
   const model = current.model;
   const i = model.index.get(testId);
   if (i === undefined) {
-    byId("body").innerHTML = `<p class="error" role="alert">The plan of this run has no test ${esc(testId)}.</p>`;
+    byId("body").innerHTML =
+      `<p class="error" role="alert">The plan of this run has no test ${esc(testId)}.</p>`;
     return;
   }
   const test = model.tests[i];
@@ -312,7 +334,8 @@ export async function testPage(main, project, run, testId, signal) {
   const draw = () => {
     const state = model.stateName(i);
     byId("test-state").innerHTML = `<b class="d ${state}"></b> ${esc(stateText(model, i))}`;
-    const exception = model.state[i] === FAILED || model.state[i] === ERROR ? model.exception[i] : null;
+    const exception =
+      model.state[i] === FAILED || model.state[i] === ERROR ? model.exception[i] : null;
     byId("exception-box").hidden = !exception;
     byId("exception").textContent = exception || "";
     const reason = model.state[i] === 5 ? model.last[i]?.reason : null;
@@ -330,7 +353,8 @@ export async function testPage(main, project, run, testId, signal) {
         return;
       }
       logShown = true;
-      byId("log").innerHTML = `<iframe class="log" title="Log of ${esc(test.id)}" src="${esc(testUrl)}/log_stream"></iframe>`;
+      byId("log").innerHTML =
+        `<iframe class="log" title="Log of ${esc(test.id)}" src="${esc(testUrl)}/log_stream"></iframe>`;
     } catch (error) {
       if (!signal.aborted) byId("log").innerHTML = '<p class="muted">Log unavailable.</p>';
     }
