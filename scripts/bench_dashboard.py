@@ -285,6 +285,10 @@ def main():
             "summary arrived -> dots drawn (painted)",
             f"{marks['gd:painted'] - marks['gd:summary-start']:.0f} ms (budget 2000 ms)",
         ),
+        (
+            "plan arrived -> dots drawn (painted)",
+            f"{marks['gd:painted'] - marks['gd:plan']:.0f} ms",
+        ),
         ("page opened -> dots drawn (painted)", f"{marks['gd:painted']:.0f} ms"),
         ("lines appended while watching", f"{written} in {seconds:.1f} s"),
         (
