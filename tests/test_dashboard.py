@@ -421,7 +421,27 @@ def test_new_worker_file_is_followed(page, server, runs_dir):
 
     _append(
         runs_dir / "webshop" / "live-2026-12-01" / "status.3.jsonl",
-        _line(test, "finish", outcome="skipped", reason="no printer"),
+        _line(test, "finish", outcome="skipped"),
     )
 
     expect(dot).to_have_class("d skipped")
+
+
+def test_skip_reason_from_its_phase_line_shows_on_hover(page, server, runs_dir):
+    from playwright.sync_api import expect
+
+    test = "tests/test_checkout.py::test_receipt_text"
+    page.goto(server.url + LIVE)
+    expect(page.locator("#runstate")).to_have_text("running")
+
+    _append(
+        runs_dir / "webshop" / "live-2026-12-01" / "status.0.jsonl",
+        _line(test, "start")
+        + _line(test, "setup", outcome="skipped", reason="no printer")
+        + _line(test, "finish", outcome="skipped"),
+    )
+    dot = _dot(page, runs_dir, LIVE, test)
+    expect(dot).to_have_class("d skipped")
+    dot.hover()
+
+    expect(page.locator("#tip .tip-reason")).to_have_text("no printer")

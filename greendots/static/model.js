@@ -45,9 +45,10 @@ export class RunModel {
     this.state = new Uint8Array(n);
     this.progress = new Float32Array(n);
     this.time = new Float64Array(n).fill(-Infinity);
-    this.last = new Array(n).fill(null);
     // The exception of each test's current attempt (its latest start onwards).
     this.exception = new Array(n).fill(null);
+    // Likewise the reason of a skip, which comes on a phase line, never on "finish".
+    this.reason = new Array(n).fill(null);
     this.counts = STATES.map((_, code) => (code === PENDING ? n : 0));
     this.dirty = new Set(this.tests.keys());
     this.failuresChanged = true;
@@ -65,12 +66,13 @@ export class RunModel {
     const time = typeof line.time === "number" ? line.time : 0;
     if (time < this.time[i]) return;
     this.time[i] = time;
-    this.last[i] = line;
     if (line.type === "start") {
       this.exception[i] = null;
+      this.reason[i] = null;
       this.progress[i] = 0;
     }
     if (line.exception && this.exception[i] === null) this.exception[i] = String(line.exception);
+    if (line.reason && this.reason[i] === null) this.reason[i] = String(line.reason);
     if (line.type === "progress" && typeof line.percentage === "number") {
       this.progress[i] = Math.min(1, Math.max(0, line.percentage));
     }

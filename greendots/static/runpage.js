@@ -252,7 +252,7 @@ function hoverAndClick(view, project, run, signal) {
     shown = i;
     const test = model.tests[i];
     const failed = model.state[i] === FAILED || model.state[i] === ERROR;
-    const reason = model.state[i] === 5 ? model.last[i]?.reason : null;
+    const reason = model.state[i] === 5 ? model.reason[i] : null;
     tip.innerHTML = `<div class="tip-id">${esc(test.id)}</div>
       <div class="tip-params">${paramsHtml(test.params)}</div>
       <div class="tip-state"><b class="d ${model.stateName(i)}"></b> ${esc(stateText(model, i))}</div>
@@ -338,7 +338,7 @@ export async function testPage(main, project, run, testId, signal) {
       model.state[i] === FAILED || model.state[i] === ERROR ? model.exception[i] : null;
     byId("exception-box").hidden = !exception;
     byId("exception").textContent = exception || "";
-    const reason = model.state[i] === 5 ? model.last[i]?.reason : null;
+    const reason = model.state[i] === 5 ? model.reason[i] : null;
     byId("reason-box").hidden = !reason;
     byId("reason").textContent = reason || "";
     if (!logShown && model.state[i] !== lastState) findLog();
