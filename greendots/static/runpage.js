@@ -18,8 +18,10 @@ const HOVER_DELAY_MS = 200;
 const TAIL_LINES = 10;
 const RESIZE_DELAY_MS = 150;
 
-// Plans never change once written: keep each for the life of the page.
+// Plans never change once written: keep the latest few for the life of the
+// page (a plan can be megabytes).
 const plans = new Map();
+const PLANS_KEPT = 5;
 let session = null;
 
 /** The one run being followed, shared by its matrix page and its tests' pages. */
@@ -64,20 +66,20 @@ async function openSession(project, run, status, signal) {
       await sleep(PLAN_RETRY_MS, signal);
     }
   }
+  plans.delete(key);
   plans.set(key, plan);
+  if (plans.size > PLANS_KEPT) plans.delete(plans.keys().next().value);
   if (signal.aborted) throw new DOMException("aborted", "AbortError");
   session = new RunSession(project, run, plan);
   return session;
 }
 
 function counterHtml() {
-  const items = STATES.map(
-    (
-      state,
-    ) => `<button type="button" class="counter" data-state="${state}" title="Show ${state} tests">
-      <b class="d ${state}"></b><span class="n" id="count-${state}">0</span> ${state}</button>`,
-  );
-  return `<div class="counters">${items.join("")}<span class="total" id="count-total"></span></div>`;
+  const button = (state) =>
+    `<button type="button" class="counter" data-state="${state}" title="Show ${state} tests">` +
+    `<b class="d ${state}"></b><span class="n" id="count-${state}">0</span> ${state}</button>`;
+  const total = '<span class="total" id="count-total"></span>';
+  return `<div class="counters">${STATES.map(button).join("")}${total}</div>`;
 }
 
 export async function runPage(main, project, run, signal) {
