@@ -22,7 +22,7 @@ setup(
     # them; installed, they travel inside the package so `greendots serve` finds them.
     package_dir={"greendots.fixtures": "fixtures"},
     package_data={
-        "greendots": ["apidoc.txt"],
+        "greendots": ["apidoc.txt", "static/*"],
         "greendots.fixtures": ["**/*"],
     },
     install_requires=[
@@ -38,6 +38,8 @@ setup(
             "pytest-xdist",
             # Reruns must write one start-to-finish sequence per attempt.
             "pytest-rerunfailures",
+            # Browser tests drive the system Chromium (no browser download).
+            "playwright>=1.40",
         ],
     },
     entry_points={

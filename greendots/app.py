@@ -8,6 +8,7 @@ import time
 
 import tornado.web
 
+from greendots.site import Dashboard
 from greendots.status import SummaryCache
 from greendots.store import Store
 from greendots.watch import Watchers
@@ -15,6 +16,7 @@ from handlers.base import NotFoundHandler
 from handlers.listings import ProjectListHandler, RunListHandler
 from handlers.logs import LogStreamHandler, LogTailHandler
 from handlers.meta import ApiDocHandler, HealthHandler, VersionHandler
+from handlers.pages import AssetHandler, FrontendHandler, PageHandler
 from handlers.plan import PlanHandler
 from handlers.status import (
     StatusFileHandler,
@@ -30,6 +32,17 @@ PROJECT = rf"/api/v1/projects/{_SEGMENT}"
 RUN = rf"{PROJECT}/runs/{_SEGMENT}"
 # A test id is one segment too: its "/" arrive as %2F and are decoded with the rest.
 TEST = rf"{RUN}/test/{_SEGMENT}"
+
+# The dashboard's own page routes; the test id is one percent-encoded segment.
+_PAGE = r"[^/]+"
+PAGES = (
+    r"/",
+    rf"/projects/{_PAGE}/?",
+    rf"/projects/{_PAGE}/runs/{_PAGE}/?",
+    rf"/projects/{_PAGE}/runs/{_PAGE}/tests/{_PAGE}/?",
+)
+# With --frontend-dir, every path but the API's belongs to that frontend.
+NOT_API = r"/(?!api(?:/|$)|healthz$)(.*)"
 
 # Small file work (listings, plans, log tails) runs on a few threads: enough
 # to overlap a slow disk, few enough not to fight the event loop for the GIL.
@@ -112,6 +125,22 @@ def routes(services):
         # Test logs
         (rf"{TEST}/log_tail", LogTailHandler, deps),
         (rf"{TEST}/log_stream", LogStreamHandler, deps),
+        # Dashboard
+        *_dashboard_routes(services),
+    ]
+
+
+def _dashboard_routes(services):
+    """The bundled dashboard's pages and assets, or those of ``--frontend-dir``."""
+    frontend_dir = services.settings.frontend_dir
+    if frontend_dir:
+        return [(NOT_API, FrontendHandler, {"path": frontend_dir})]
+    dashboard = Dashboard()
+    pages = {"services": services, "dashboard": dashboard}
+    assets = {"path": dashboard.directory, "version": dashboard.version}
+    return [
+        *((page, PageHandler, pages) for page in PAGES),
+        (r"/static/([0-9a-f]+)/(.+)", AssetHandler, assets),
     ]
 
 

@@ -51,6 +51,10 @@ def _parser():
     serve.add_argument("--config", help="a TOML file with any of the settings")
     serve.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     serve.add_argument(
+        "--frontend-dir",
+        help="serve this built web client (with its index.html) instead of the dashboard",
+    )
+    serve.add_argument(
         "--poll-timeout",
         type=float,
         metavar="SECONDS",
@@ -90,7 +94,14 @@ def settings_from(args):
         log_level=args.log_level,
         poll_timeout=args.poll_timeout,
         processes=args.processes,
+        frontend_dir=args.frontend_dir,
     )
+    if settings.frontend_dir is not None:
+        index = os.path.join(settings.frontend_dir, "index.html")
+        if not os.path.isfile(index):
+            raise ConfigError(
+                f"the frontend dir {settings.frontend_dir} has no index.html"
+            )
     if settings.data_dir is None:
         return settings, True
     if not os.path.isdir(settings.data_dir):
@@ -146,6 +157,8 @@ def _serve_forever(settings, announce=None):
     count = process_count(settings.processes)
     port = sockets[0].getsockname()[1]
     log.info("serving %s", settings.data_dir)
+    if settings.frontend_dir:
+        log.info("web client from %s", settings.frontend_dir)
     log.info("listening on http://%s:%d/", settings.address, port)
     if announce is not None:
         announce(port)

@@ -26,6 +26,10 @@ class Settings:
     #: than one core; 0 starts one per core, 1 serves without forking.
     processes: int = 1
 
+    #: A built single-page web client served instead of the bundled dashboard:
+    #: its files as they are, its index.html for any other path outside /api.
+    frontend_dir: str = None
+
     #: A long poll that sees no growth answers after this many seconds, well
     #: inside the idle timeouts of common proxies.
     poll_timeout: float = 30.0
@@ -106,7 +110,7 @@ _FIELDS = {field.name: field for field in dataclasses.fields(Settings)}
 def _coerce(name, value):
     """``value`` as the type of setting ``name``, or ConfigError."""
     default = _FIELDS[name].default
-    if name == "data_dir":
+    if name in ("data_dir", "frontend_dir"):
         wanted = str
     else:
         wanted = type(default)

@@ -25,7 +25,7 @@ TARGET_RATIO = 1.15
 # prints, the way a real suite looks to the plugin.
 TESTS_PER_MODULE = 100
 
-_MODULE = '''\
+_MODULE = """\
 import logging
 import pytest
 
@@ -38,7 +38,7 @@ def test_trivial(n):
         log.info("step %s", n)
         print("output", n)
     assert n >= 0
-'''
+"""
 
 
 def _write_suite(root, tests):
