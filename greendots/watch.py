@@ -64,10 +64,17 @@ class RunWatcher:
         self.stats = 0
         self.ticks = 0
 
-    def _current_sizes(self, count):
-        """Sizes at most one interval old, taken anew only when needed."""
+    def _current_sizes(self, count, offsets=()):
+        """Sizes at most one interval old, taken anew only when needed.
+
+        Sizes smaller than a client's ``offsets`` are taken anew too: the
+        client read the file after they were taken, and a file that only
+        seems to have shrunk must not wake it.
+        """
         now = asyncio.get_running_loop().time()
         fresh = self._sizes_at is not None and now - self._sizes_at < self.interval
+        if fresh and any(size < offset for size, offset in zip(self._sizes, offsets)):
+            fresh = False
         if not fresh or len(self._sizes) < count:
             self._sizes = file_sizes(self.run_path, max(count, len(self._sizes)))
             self._sizes_at = now
@@ -83,7 +90,7 @@ class RunWatcher:
         """
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        ready = changed_workers(offsets, self._current_sizes(len(offsets)))
+        ready = changed_workers(offsets, self._current_sizes(len(offsets), offsets))
         if ready or not offsets:
             future.set_result(ready)
             if not self._waiters:

@@ -99,3 +99,20 @@ async def test_missing_file_is_not_ready_until_written(tmp_path):
     (tmp_path / "status.0.jsonl").write_bytes(b"{}\n")
 
     assert await asyncio.wait_for(pending, 2) == [0]
+
+
+@pytest.mark.gen_test
+async def test_offsets_newer_than_kept_sizes_do_not_wake(run):
+    watchers = Watchers(interval=5.0)
+    watcher = watchers.for_run(str(run))
+    first = watcher.wait(sizes_of(run, 3), 10)
+    with open(run / "status.1.jsonl", "ab") as f:
+        f.write(b"{}\n")
+
+    # A client that already read the new bytes asks with the new size.
+    second = watcher.wait(sizes_of(run, 3), 10)
+
+    assert not second.done()
+    assert first.done() is False
+    watchers.release_all()
+    assert await first == [] and await second == []
