@@ -45,11 +45,7 @@ def read_blocks_backwards(f, end, start=0, chunk_size=CHUNK_SIZE):
                 carry = data
                 continue
             carry, data = data[:cut], data[cut + 1 :]
-        else:
-            carry = b""
         yield data
-    if carry:
-        yield carry
 
 
 def read_lines_backwards(f, end, start=0, chunk_size=CHUNK_SIZE):
@@ -61,22 +57,14 @@ def read_lines_backwards(f, end, start=0, chunk_size=CHUNK_SIZE):
     blocks is whole again before anyone decodes it. Empty lines are skipped.
     Memory holds one block plus the longest line.
     """
-    pos = end
-    carry = b""
-    while pos > start:
-        block_start = max(start, pos - chunk_size)
-        f.seek(block_start)
-        block = f.read(pos - block_start) + carry
-        pieces = block.split(b"\n")
-        # The first piece may continue in the block before this one.
-        carry = pieces[0]
+    block_end = end
+    for block in read_blocks_backwards(f, end, start, chunk_size):
+        block_start = block_end - len(block)
         cursor = len(block)
-        for i in range(len(pieces) - 1, 0, -1):
-            line = pieces[i]
+        for line in reversed(block.split(b"\n")):
             cursor -= len(line)
             if line:
                 yield block_start + cursor, line
             cursor -= 1
-        pos = block_start
-    if carry:
-        yield start, carry
+        # Blocks are cut at a newline that belongs to neither of them.
+        block_end = block_start - 1
