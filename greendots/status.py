@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 # holds them there, it was rewritten in place and is read again.
 TAIL_CHECK = 64
 
+# Bytes scanned between two pauses that hand the interpreter to other threads:
+# a few milliseconds of work, short next to what a person notices.
+YIELD_EVERY = 256 * 1024
+
 # Pieces of a streamed summary are about this big, as Tornado's file chunks.
 STREAM_CHUNK = 64 * 1024
 
@@ -196,10 +200,14 @@ class _BackwardScan:
         it and the time of the oldest line read so far, which bounds every line
         not read yet (lines are appended in time order)."""
         frontier = math.inf
+        unyielded = 0
         for text in read_blocks_backwards(f, end, start):
-            # Let other threads have the interpreter between blocks, so the
-            # event loop answers small requests while big files are read.
-            time.sleep(0)
+            unyielded += len(text)
+            if unyielded >= YIELD_EVERY:
+                # Let other threads have the interpreter now and then, so the
+                # event loop answers small requests while big files are read.
+                time.sleep(0)
+                unyielded = 0
             fresh = []
             self._block(text, fresh)
             first = text.find(b"\n")
@@ -425,8 +433,6 @@ class RunSummary:
         # Tests in body order (newest first) and the state each line came from.
         self._order = []
         self._best = {}
-        # The time of the newest line in the body.
-        self._newest = -math.inf
         self._lock = threading.Lock()
 
     def _files_for(self, workers):
@@ -479,45 +485,51 @@ class RunSummary:
             if change in ("scan", "extend"):
                 summary.remember_tail(f)
                 summary.report_damage()
-        if rebuild or not self._move_to_front(touched):
+        if rebuild or not self._update_front(touched):
             self._rebuild()
 
-    def _move_to_front(self, touched):
-        """Put the touched tests first, if they are now the newest; else False.
+    def _update_front(self, touched):
+        """Re-sort and re-encode only the front of the body the touched tests reach.
 
-        Appended lines are normally newer than every line before them, so the
-        rest keeps its order and, mostly, its bytes: only the part of the body
-        down to the deepest touched test is written anew.
+        Appended lines are newer than nearly all before them, so the touched
+        tests' new lines belong near the front, and their old lines sit there
+        too. Only the body down to the deepest of these is sorted and written
+        anew; the rest keeps its order and its bytes. False when a test has
+        no state left (a file went away), which needs a rebuild.
         """
         if not touched:
             return True
         changed = []
         for test in touched:
             state = _best(self.files, test)
-            if state is None or state.time <= self._newest:
+            if state is None:
                 return False
             changed.append((-state.time, test, state))
-        changed.sort()
+        oldest = max(changed)[:2]
 
         old, order, best = self.body, self._order, self._best
         depth, left = 0, sum(test in best for test in touched)
-        while left:
-            left -= order[depth] in touched
+        while depth < len(order):
+            test = order[depth]
+            if not left and (-best[test].time, test) > oldest:
+                break
+            left -= test in touched
             depth += 1
-        kept = [test for test in order[:depth] if test not in touched]
-        front = [state for _, _, state in changed] + [best[test] for test in kept]
+        kept = [(-best[test].time, test, best[test]) for test in order[:depth]]
+        entries = sorted(changed + [entry for entry in kept if entry[1] not in touched])
+        front = [state for _, _, state in entries]
         lines = [_line_in(old, state.line) for state in front]
-        rest = old[len(old) - best[order[depth - 1]].line :] if depth else old
-        rest = rest[rest.index(b"\n") + 1 :] if depth else rest
-        lines.append(rest)
+        rest = 0
+        if depth:
+            rest = old.index(b"\n", len(old) - kept[-1][2].line) + 1
+        lines.append(memoryview(old)[rest:])  # the untouched rest, not copied twice
         self.body = b"\n".join(lines)
         self._place(front, lines)
 
         for _, test, state in changed:
             self._leave_body(best.get(test), state, old)
             best[test] = state
-        self._order = [test for _, test, _ in changed] + kept + order[depth:]
-        self._newest = -changed[0][0]
+        self._order = [test for _, test, _ in entries] + order[depth:]
         return True
 
     def _rebuild(self):
@@ -540,7 +552,6 @@ class RunSummary:
         lines.append(b"")
         self.body = b"\n".join(lines) if len(lines) > 1 else b""
         self._place(states, lines)
-        self._newest = states[0].time if states else -math.inf
 
     @staticmethod
     def _leave_body(state, successor, body):
