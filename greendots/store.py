@@ -4,6 +4,7 @@ import collections
 import datetime
 import logging
 import os
+import re
 import stat
 import sys
 import threading
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 
 PLAN_FILE = "plan.json"
 METADATA_FILE = "metadata.toml"
+
+# Bytes read from the start of a plan to find its worker count.
+PLAN_HEAD = 4096
+_HEAD_WORKER_COUNT = re.compile(rb'"worker_count"\s*:\s*([0-9]+)\s*[,}]')
 
 # Plans kept parsed: a wall of dashboards looks at a handful of live runs, and a
 # plan of tens of thousands of tests is a few MB.
@@ -370,6 +375,25 @@ class Store:
 
     # Plans
 
+    def plan_workers(self, run_path):
+        """How many workers the run's plan declares; 0 while it has none.
+
+        A plan can be several MB, and parsing it holds the interpreter for
+        tens of milliseconds. Writers put the count at its head, so it is read
+        from there; only a plan that does not say it there is parsed whole.
+        """
+        path = os.path.join(run_path, PLAN_FILE)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(PLAN_HEAD)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return 0
+        count = _head_worker_count(head)
+        if count is None:
+            plan = self.plan(run_path)
+            return plan.worker_count if plan else 0
+        return _checked_count(count, path, self.max_workers)
+
     def plan(self, run_path):
         """The run's `Plan`, or None when there is none yet.
 
@@ -402,6 +426,18 @@ class Store:
         return plan
 
 
+def _head_worker_count(head):
+    """The top-level ``worker_count`` written near the start of a plan, or None.
+
+    Only a count that comes before ``"groups"`` is taken: what stands before
+    the groups can only be top-level keys and lists of parameter names.
+    """
+    match = _HEAD_WORKER_COUNT.search(head)
+    if match is None or b'"groups"' in head[: match.start()]:
+        return None
+    return int(match.group(1))
+
+
 def _log_file_index(parsed):
     """Test id -> ``log_file`` (None when absent) for every well-formed test entry."""
     index = {}
@@ -429,7 +465,10 @@ def _worker_count(body, path, limit):
         raise NotReady("the plan is still being written")
     if not isinstance(parsed, dict):
         raise BadRunData("the plan is not a JSON object")
-    count = parsed.get("worker_count", 0)
+    return _checked_count(parsed.get("worker_count", 0), path, limit)
+
+
+def _checked_count(count, path, limit):
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise BadRunData(f"the plan's worker_count {count!r} is not a whole number")
     if count > limit:

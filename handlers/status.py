@@ -50,9 +50,8 @@ class StatusSummaryHandler(BaseHandler):
             pass  # the client left; the scan still finishes and is kept
 
     def _stream(self, run_path, emit):
-        plan = self.store.plan(run_path)
         workers = worker_total(
-            run_path, plan.worker_count if plan else 0, self.limits.max_workers
+            run_path, self.store.plan_workers(run_path), self.limits.max_workers
         )
         self.services.summaries.run(run_path).stream(workers, emit)
 

@@ -146,10 +146,25 @@ def test_summary_plan_with_billion_workers_is_an_error(http_client, api, runs_di
 
 
 @pytest.mark.gen_test
-def test_summary_half_written_plan_is_503(http_client, api, runs_dir):
+def test_summary_plan_still_being_written_uses_count_at_its_head(
+    http_client, api, runs_dir
+):
     (runs_dir / "webshop/live-2026-12-01/plan.json").write_text(
-        '{"worker_count": 3, "gro'
+        '{"worker_count": 4, "gro'
     )
+
+    response = yield http_client.fetch(api(LIVE + "/status_summary"))
+
+    assert response.code == 200
+    assert len(response.headers["X-End-Offset"].split(",")) == 4
+
+
+@pytest.mark.gen_test
+def test_summary_half_written_plan_without_count_at_head_is_503(
+    http_client, api, runs_dir
+):
+    plan = '{"groups": {"t": [{"id": "t::a"}]}, "worker_count": 3'
+    (runs_dir / "webshop/live-2026-12-01/plan.json").write_text(plan)
 
     with ExpectLog("greendots.http", ".*still being written"):
         response = yield http_client.fetch(
