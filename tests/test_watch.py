@@ -116,3 +116,31 @@ async def test_offsets_newer_than_kept_sizes_do_not_wake(run):
     assert first.done() is False
     watchers.release_all()
     assert await first == [] and await second == []
+
+
+@pytest.mark.gen_test
+async def test_local_write_wakes_before_the_interval(run):
+    watchers = Watchers(interval=60.0)
+    pending = watchers.for_run(str(run)).wait(sizes_of(run, 3), 120)
+
+    with open(run / "status.2.jsonl", "ab") as f:
+        f.write(b"{}\n")
+
+    # Without change events this would wait a whole minute for the next look.
+    assert await asyncio.wait_for(pending, 5) == [2]
+    await until(lambda: len(watchers) == 0)
+
+
+@pytest.mark.gen_test
+async def test_changes_to_other_files_do_not_wake(run):
+    watchers = Watchers(interval=60.0)
+    watcher = watchers.for_run(str(run))
+    pending = watcher.wait(sizes_of(run, 3), 120)
+    stats = watcher.stats
+
+    (run / "test.log.jsonl").write_bytes(b"{}\n")
+    with open(run / "status.0.jsonl", "ab") as f:
+        f.write(b"{}\n")
+
+    assert await asyncio.wait_for(pending, 5) == [0]
+    assert watcher.stats == stats + 3  # one look at the three status files
