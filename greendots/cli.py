@@ -30,6 +30,10 @@ HARD_BODY_LIMIT = 1024 * 1024
 # below systemd's default stop timeout of 90 s.
 SHUTDOWN_GRACE = 5.0
 
+# Seconds a thread may hold the interpreter while others wait (Python's
+# default is 5 ms).
+SWITCH_INTERVAL = 0.001
+
 # The project the demo's simulated runs are written into.
 DEMO_PROJECT = "demo"
 # Seconds the demo waits for its writer thread to notice the stop.
@@ -149,6 +153,10 @@ def _serve_forever(settings, announce=None):
 
     ``announce``, when given, is called with the bound port before serving.
     """
+    # Summaries are scanned on threads that hold the interpreter in turns with
+    # the event loop; shorter turns let the loop answer small requests (health
+    # checks, polls) within a millisecond or two while a big scan runs.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         sockets = tornado.netutil.bind_sockets(settings.port, settings.address)
     except OSError as e:
