@@ -14,6 +14,7 @@ append costs about that append.
 """
 
 import collections
+import gc
 import heapq
 import logging
 import math
@@ -457,6 +458,12 @@ class RunSummary:
                 emit([end for _, end, _ in opened])
                 if not self._best and any(change == "scan" for _, _, change in opened):
                     self._stream_cold(opened, emit)
+                    # A big run leaves tens of thousands of long-lived states.
+                    # Each full pass of the cycle collector would walk them all
+                    # and hold the interpreter for tens of milliseconds, while
+                    # they hold no cycles (counting references frees them once
+                    # evicted): take them out of its sight.
+                    gc.freeze()
                 else:
                     self._update(opened, resized)
                     if self.body:
@@ -586,7 +593,7 @@ class RunSummary:
                 frontier[i] = math.inf
         heap, best, order = [], {}, []
         late = []  # tests met again, newer, after their line was sent
-        chunk, size = [], 0
+        chunk, size, sent = [], 0, []
         while steps or heap:
             if steps:
                 i = max(steps, key=frontier.__getitem__)
@@ -615,7 +622,8 @@ class RunSummary:
                 # The first line goes out alone, so the client sees it at once.
                 if size >= STREAM_CHUNK or len(order) == 1:
                     chunk.append(b"")
-                    emit(b"\n".join(chunk))
+                    sent.append(b"\n".join(chunk))
+                    emit(sent[-1])
                     chunk, size = [], 0
         for summary, (f, _, _) in zip(files, opened):
             if f is not None and summary.end:
@@ -625,12 +633,16 @@ class RunSummary:
             chunk.append(_best(files, test).line)  # still bytes: nothing encoded yet
         if chunk:
             chunk.append(b"")
-            emit(b"\n".join(chunk))
+            sent.append(b"\n".join(chunk))
+            emit(sent[-1])
         self._best, self._order = best, order
         if late:
             self._rebuild()
         else:
-            self._encode_body()
+            # What was sent is the body, in order: keep it rather than join again.
+            self.body = b"".join(sent)
+            states = [best[test] for test in order]
+            self._place(states, [state.line for state in states])
 
     def test_finished(self, test, workers):
         """Whether the test's latest status line, across workers, is its ``finish``.

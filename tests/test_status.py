@@ -1,5 +1,6 @@
 """Per-test summaries of status files: latest lines, carried exceptions, offsets."""
 
+import gc
 import json
 import os
 
@@ -310,3 +311,17 @@ def test_cache_attempt_continuing_after_cached_end_keeps_exception(tmp_path):
 
     assert incremental == fresh
     assert json.loads(incremental[1][0])["exception"] == "Boom"
+
+
+def test_cold_summary_leaves_its_states_to_reference_counting(tmp_path):
+    write(
+        tmp_path / "status.0.jsonl",
+        jsonl(lines_for("t::a") + lines_for("t::b", t=200.0)),
+    )
+    summary = RunSummary(str(tmp_path))
+
+    summary.snapshot(1)
+
+    tracked = {id(obj) for obj in gc.get_objects()}
+    states = list(summary.files[0].tests.values())
+    assert states and not any(id(state) in tracked for state in states)
