@@ -47,9 +47,10 @@ NOT_API = r"/(?!api(?:/|$)|healthz$)(.*)"
 # Small file work (listings, plans, log tails) runs on a few threads: enough
 # to overlap a slow disk, few enough not to fight the event loop for the GIL.
 EXECUTOR_THREADS = 4
-# Reading whole status files is CPU work in Python; on its own two threads it
-# never queues the small work behind it, and the loop is never outnumbered.
-SCAN_THREADS = 2
+# Reading whole status files is CPU work under the interpreter lock, so more
+# threads would not read faster; one thread of its own keeps small work from
+# queueing behind it and leaves the event loop a single rival for the lock.
+SCAN_THREADS = 1
 
 
 class Services:

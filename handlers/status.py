@@ -46,6 +46,9 @@ class StatusSummaryHandler(BaseHandler):
             async for piece in pieces:
                 self.write(piece)
                 await self.flush()
+                # A flush into a roomy socket finishes at once without giving
+                # the loop back; let other requests in between pieces.
+                await asyncio.sleep(0)
         except tornado.iostream.StreamClosedError:
             pass  # the client left; the scan still finishes and is kept
 
@@ -190,6 +193,7 @@ class StatusFileHandler(BaseHandler, tornado.web.StaticFileHandler):
             for chunk in self.get_content(self.absolute_path, start, end):
                 self.write(chunk)
                 await self.flush()
+                await asyncio.sleep(0)  # as for summaries: let others in
 
     def validate_absolute_path(self, root, absolute_path):
         try:
