@@ -1392,8 +1392,8 @@ NOTES = (
     "after one throwaway read of every file (page cache warm for both).",
     "cold = first summary request to a freshly started server process; warm = median of "
     "3 further requests; +1% = after appending the held-back 1% of each status file.",
-    "memory = tracemalloc growth retained by a RunSummary after its snapshot, with the "
-    "lines list and the joined body freed (lines the cache keeps still count); measured once.",
+    "memory = tracemalloc growth retained by a RunSummary after its snapshot, the "
+    "summary's kept body included, the caller's copies freed; measured once.",
     "polls: server in this process (IOLoop in a thread), clients in a subprocess; CPU is this "
     "process's CPU time over wall time while only the server thread runs.",
 )
