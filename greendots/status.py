@@ -132,17 +132,16 @@ class TestState:
     counted from the end (which stays put when lines are put in front), so
     the bytes are held once. ``exception`` is that earliest exception: None,
     ``IN_LINE`` when it is the one the line carries (so the text is held once),
-    or the text itself. ``settled`` tells a backward scan that the attempt's
-    start was seen.
+    or the text itself. ``test`` is the test's id.
     """
 
-    __slots__ = ("line", "time", "exception", "settled")
+    __slots__ = ("line", "time", "exception", "test")
 
     def __init__(self, line, obj):
         self.line = line
         self.time = obj["time"]
         self.exception = IN_LINE if "exception" in obj else None
-        self.settled = obj.get("type") == "start"
+        self.test = obj["test"]
 
     def attempt_exception(self, line):
         """The attempt's earliest exception; ``line`` is the state's line as bytes."""
@@ -193,6 +192,8 @@ class _BackwardScan:
         self.tests = tests
         self.counts = counts
         self.members = {}  # the bytes naming a test -> (test id, state)
+        # Tests whose attempt's start has been seen: nothing older matters.
+        self.settled = set()
         # The test of the line read last; carried over block boundaries.
         self.member = self.test = self.state = None
 
@@ -231,7 +232,7 @@ class _BackwardScan:
                 self.test, self.state = self.members.get(member, (None, None))
             state = self.state
             if state is not None:
-                if state.settled:
+                if self.test in self.settled:
                     pos = begin
                     continue
                 jumped = self._jump(text, pos)
@@ -258,12 +259,14 @@ class _BackwardScan:
         if state is None:
             state = self.tests[test] = TestState(line, obj)
             fresh.append(test)
-        elif not state.settled:
+            if obj.get("type") == "start":
+                self.settled.add(test)
+        elif test not in self.settled:
             # Going backwards, each exception found is earlier than the last.
             if "exception" in obj:
                 state.exception = obj["exception"]
             if obj.get("type") == "start":
-                state.settled = True
+                self.settled.add(test)
                 state.carry()  # the attempt is whole: its exception is final
         if self.member is not None:
             self.members[self.member] = (test, state)
@@ -303,7 +306,7 @@ class _BackwardScan:
             if _START_TYPE.search(
                 text, begin, line_end if line_end >= 0 else len(text)
             ):
-                state.settled = True
+                self.settled.add(test)
                 state.carry()
         return begin
 
@@ -323,6 +326,7 @@ class FileSummary:
     def _reset(self, identity):
         self.identity, self.end, self.tests, self.tail = identity, 0, {}, b""
         self.damaged = 0
+        self.scanning = None
 
     def report_damage(self):
         """Log the damaged lines met since the last report, once for the file."""
@@ -333,17 +337,20 @@ class FileSummary:
     def scan_steps(self, f, end):
         """Summarise ``f[0:end]`` from scratch, newest lines first, in steps.
 
-        Yields ``(fresh, frontier)`` as `_scan_backwards` does; the last step
-        has frontier ``-inf`` and leaves every state final.
+        Yields ``(fresh, frontier)`` as `_BackwardScan.steps` does; the last
+        step has frontier ``-inf`` and leaves every state final. While it runs,
+        ``self.scanning`` is the scan, which knows the tests already settled.
         """
         self._reset(self.identity)
+        self.scanning = _BackwardScan(self.tests, self)
         fresh = []
-        for fresh, frontier in _BackwardScan(self.tests, self).steps(f, 0, end):
+        for fresh, frontier in self.scanning.steps(f, 0, end):
             yield fresh, frontier
             fresh = []
         for state in self.tests.values():
             state.carry()
         self.end = end
+        self.scanning = None
         yield fresh, -math.inf
 
     def scan(self, f, end):
@@ -351,23 +358,27 @@ class FileSummary:
         for _ in self.scan_steps(f, end):
             pass
 
-    def extend(self, f, end, touched, body):
+    def extend(self, f, end, touched, displaced, body):
         """Fold in the complete lines of ``f[self.end:end]``.
 
         Reads them backwards like a scan, then joins each test's new lines to
         what it had: a new attempt replaces it, a continued one keeps its
         earliest exception. ``body`` is the run's encoded summary, where lines
-        kept as offsets live. Adds the tests whose state changed to ``touched``.
+        kept as offsets live. Adds the tests whose state changed to ``touched``
+        and the states replaced to ``displaced``.
         """
         appended = {}
-        for _ in _BackwardScan(appended, self).steps(f, self.end, end):
+        scan = _BackwardScan(appended, self)
+        for _ in scan.steps(f, self.end, end):
             pass
         for test, state in appended.items():
             earlier = self.tests.get(test)
-            if earlier is not None and not state.settled:
+            if earlier is not None and test not in scan.settled:
                 state.continues(earlier, _line_in(body, earlier.line))
             else:
                 state.carry()
+            if earlier is not None:
+                displaced.append(earlier)
             self.tests[test] = state
             touched.add(test)
         self.end = end
@@ -431,9 +442,10 @@ class RunSummary:
         self.run_path = run_path
         self.files = []
         self.body = b""
-        # Tests in body order (newest first) and the state each line came from.
+        # The states whose lines make up the body, in its order (newest first).
+        # A state's line is an int (its place in the body) exactly when it is
+        # one of these.
         self._order = []
-        self._best = {}
         self._lock = threading.Lock()
 
     def _files_for(self, workers):
@@ -456,7 +468,7 @@ class RunSummary:
             opened = [summary.open_current() for summary in self.files]
             try:
                 emit([end for _, end, _ in opened])
-                if not self._best and any(change == "scan" for _, _, change in opened):
+                if not self._order and any(change == "scan" for _, _, change in opened):
                     self._stream_cold(opened, emit)
                     # A big run leaves tens of thousands of long-lived states.
                     # Each full pass of the cycle collector would walk them all
@@ -480,29 +492,30 @@ class RunSummary:
         return pieces[0], b"".join(pieces[1:]).split(b"\n")[:-1]
 
     def _update(self, opened, rebuild):
-        touched = set()
+        touched, displaced = set(), []
         for summary, (f, end, change) in zip(self.files, opened):
             if change == "scan":
                 summary.scan(f, end)
                 rebuild = True
             elif change == "extend":
-                summary.extend(f, end, touched, self.body)
+                summary.extend(f, end, touched, displaced, self.body)
             elif change == "reset":
                 rebuild = True
             if change in ("scan", "extend"):
                 summary.remember_tail(f)
                 summary.report_damage()
-        if rebuild or not self._update_front(touched):
+        if rebuild or not self._update_front(touched, displaced):
             self._rebuild()
 
-    def _update_front(self, touched):
+    def _update_front(self, touched, displaced):
         """Re-sort and re-encode only the front of the body the touched tests reach.
 
         Appended lines are newer than nearly all before them, so the touched
         tests' new lines belong near the front, and their old lines sit there
         too. Only the body down to the deepest of these is sorted and written
-        anew; the rest keeps its order and its bytes. False when a test has
-        no state left (a file went away), which needs a rebuild.
+        anew; the rest keeps its order and its bytes. ``displaced`` are states
+        the files replaced. False when a test has no state left (a file went
+        away), which needs a rebuild.
         """
         if not touched:
             return True
@@ -514,29 +527,34 @@ class RunSummary:
             changed.append((-state.time, test, state))
         oldest = max(changed)[:2]
 
-        old, order, best = self.body, self._order, self._best
-        depth, left = 0, sum(test in best for test in touched)
+        old, order = self.body, self._order
+        # The touched tests' lines in the body, wherever their states now are.
+        leaving = [state for state in displaced if state.line.__class__ is int]
+        for test in touched:
+            for summary in self.files:
+                state = summary.tests.get(test)
+                if state is not None and state.line.__class__ is int:
+                    leaving.append(state)
+        deepest = max((len(old) - state.line for state in leaving), default=-1)
+        depth = 0
         while depth < len(order):
-            test = order[depth]
-            if not left and (-best[test].time, test) > oldest:
+            state = order[depth]
+            if len(old) - state.line > deepest and (-state.time, state.test) > oldest:
                 break
-            left -= test in touched
             depth += 1
-        kept = [(-best[test].time, test, best[test]) for test in order[:depth]]
+        kept = [(-state.time, state.test, state) for state in order[:depth]]
         entries = sorted(changed + [entry for entry in kept if entry[1] not in touched])
         front = [state for _, _, state in entries]
         lines = [_line_in(old, state.line) for state in front]
-        rest = 0
-        if depth:
-            rest = old.index(b"\n", len(old) - kept[-1][2].line) + 1
+        rest = old.index(b"\n", len(old) - order[depth - 1].line) + 1 if depth else 0
         lines.append(memoryview(old)[rest:])  # the untouched rest, not copied twice
+        staying = {id(state) for state in front}
+        for state in leaving:
+            if id(state) not in staying:
+                state.line = _line_in(old, state.line)
         self.body = b"\n".join(lines)
         self._place(front, lines)
-
-        for _, test, state in changed:
-            self._leave_body(best.get(test), state, old)
-            best[test] = state
-        self._order = [test for _, test, _ in entries] + order[depth:]
+        self._order = front + order[depth:]
         return True
 
     def _rebuild(self):
@@ -546,15 +564,14 @@ class RunSummary:
                 current = best.get(test)
                 if current is None or state.time > current.time:
                     best[test] = state
-        for test, state in self._best.items():
-            self._leave_body(state, best.get(test), self.body)
-        self._best = best
-        self._order = sorted(best, key=lambda test: (-best[test].time, test))
+        for state in self._order:
+            self._leave_body(state, best.get(state.test), self.body)
+        self._order = sorted(best.values(), key=lambda state: (-state.time, state.test))
         self._encode_body()
 
     def _encode_body(self):
         """Join the summary lines in order, then hold each line only there."""
-        states = [self._best[test] for test in self._order]
+        states = self._order
         lines = [_line_in(self.body, state.line) for state in states]
         lines.append(b"")
         self.body = b"\n".join(lines) if len(lines) > 1 else b""
@@ -607,7 +624,7 @@ class RunSummary:
             while heap and -heap[0][0] > unread:
                 _, test, i = heap[0]
                 state = files[i].tests[test]
-                if not state.settled and i in steps:
+                if i in steps and test not in files[i].scanning.settled:
                     break
                 heapq.heappop(heap)
                 if test in best:
@@ -635,14 +652,13 @@ class RunSummary:
             chunk.append(b"")
             sent.append(b"\n".join(chunk))
             emit(sent[-1])
-        self._best, self._order = best, order
+        self._order = [best[test] for test in order]
         if late:
             self._rebuild()
         else:
             # What was sent is the body, in order: keep it rather than join again.
             self.body = b"".join(sent)
-            states = [best[test] for test in order]
-            self._place(states, [state.line for state in states])
+            self._place(self._order, [state.line for state in self._order])
 
     def test_finished(self, test, workers):
         """Whether the test's latest status line, across workers, is its ``finish``.
@@ -651,7 +667,7 @@ class RunSummary:
         status files gained since the summary was last brought up to date.
         """
         self.stream(workers, lambda piece: None)
-        state = self._best.get(test)
+        state = _best(self.files, test)
         if state is None:
             return False
         line = state.line
