@@ -129,10 +129,11 @@ class TestState:
     ``line`` is the test's summary line: its latest line, with the attempt's
     earliest exception added when it has none of its own. Once the line is in
     its run's encoded summary, ``line`` is instead where it starts there,
-    counted from the end (which stays put when lines are put in front), so
-    the bytes are held once. ``exception`` is that earliest exception: None,
-    ``IN_LINE`` when it is the one the line carries (so the text is held once),
-    or the text itself. ``test`` is the test's id.
+    counted from the end (which stays put when lines are put in front), and
+    ``time`` is None (read it with `_time_of`), so both are held once.
+    ``exception`` is that earliest exception: None, ``IN_LINE`` when it is the
+    one the line carries (so the text is held once), or the text itself.
+    ``test`` is the test's id.
     """
 
     __slots__ = ("line", "time", "exception", "test")
@@ -422,13 +423,22 @@ class FileSummary:
         return f.read(len(self.tail)) == self.tail
 
 
-def _best(files, test):
+def _time_of(state, body):
+    """A state's time. A state whose line is in ``body`` keeps it only there."""
+    if state.time is not None:
+        return state.time
+    return ujson.loads(_line_in(body, state.line))["time"]
+
+
+def _best(files, test, body):
     """The state of ``test`` with the latest time; the lowest worker wins a tie."""
-    best = None
+    best = best_time = None
     for summary in files:
         state = summary.tests.get(test)
-        if state is not None and (best is None or state.time > best.time):
-            best = state
+        if state is not None:
+            moment = _time_of(state, body)
+            if best is None or moment > best_time:
+                best, best_time = state, moment
     return best
 
 
@@ -519,15 +529,15 @@ class RunSummary:
         """
         if not touched:
             return True
+        old, order = self.body, self._order
         changed = []
         for test in touched:
-            state = _best(self.files, test)
+            state = _best(self.files, test, old)
             if state is None:
                 return False
-            changed.append((-state.time, test, state))
+            changed.append((-_time_of(state, old), test, state))
         oldest = max(changed)[:2]
 
-        old, order = self.body, self._order
         # The touched tests' lines in the body, wherever their states now are.
         leaving = [state for state in displaced if state.line.__class__ is int]
         for test in touched:
@@ -539,10 +549,17 @@ class RunSummary:
         depth = 0
         while depth < len(order):
             state = order[depth]
-            if len(old) - state.line > deepest and (-state.time, state.test) > oldest:
+            if (
+                len(old) - state.line > deepest
+                and (
+                    -_time_of(state, old),
+                    state.test,
+                )
+                > oldest
+            ):
                 break
             depth += 1
-        kept = [(-state.time, state.test, state) for state in order[:depth]]
+        kept = [(-_time_of(state, old), state.test, state) for state in order[:depth]]
         entries = sorted(changed + [entry for entry in kept if entry[1] not in touched])
         front = [state for _, _, state in entries]
         lines = [_line_in(old, state.line) for state in front]
@@ -558,15 +575,18 @@ class RunSummary:
         return True
 
     def _rebuild(self):
-        best = {}
+        body, best = self.body, {}
         for summary in self.files:
             for test, state in summary.tests.items():
+                moment = _time_of(state, body)
                 current = best.get(test)
-                if current is None or state.time > current.time:
-                    best[test] = state
+                if current is None or moment > current[0]:
+                    best[test] = (moment, state)
         for state in self._order:
-            self._leave_body(state, best.get(state.test), self.body)
-        self._order = sorted(best.values(), key=lambda state: (-state.time, state.test))
+            successor = best.get(state.test)
+            self._leave_body(state, successor and successor[1], body)
+        ordered = sorted(best.values(), key=lambda entry: (-entry[0], entry[1].test))
+        self._order = [state for _, state in ordered]
         self._encode_body()
 
     def _encode_body(self):
@@ -588,10 +608,15 @@ class RunSummary:
             state.line = _line_in(body, state.line)
 
     def _place(self, states, lines):
-        """Point ``states`` at their ``lines``, which open the body in order."""
+        """Point ``states`` at their ``lines``, which open the body in order.
+
+        Their time is in the line too: holding it once more per test would cost
+        as much again as the line's place.
+        """
         remaining = len(self.body)
         for state, line in zip(states, lines):
             state.line = remaining
+            state.time = None
             remaining -= len(line) + 1
 
     def _stream_cold(self, opened, emit):
@@ -647,7 +672,7 @@ class RunSummary:
                 summary.remember_tail(f)
                 summary.report_damage()
         for test in late:
-            chunk.append(_best(files, test).line)  # still bytes: nothing encoded yet
+            chunk.append(_best(files, test, b"").line)  # nothing is in a body yet
         if chunk:
             chunk.append(b"")
             sent.append(b"\n".join(chunk))
@@ -667,7 +692,7 @@ class RunSummary:
         status files gained since the summary was last brought up to date.
         """
         self.stream(workers, lambda piece: None)
-        state = _best(self.files, test)
+        state = _best(self.files, test, self.body)
         if state is None:
             return False
         line = state.line
