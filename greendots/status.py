@@ -39,8 +39,10 @@ TAIL_CHECK = 64
 # a few milliseconds of work, short next to what a person notices.
 YIELD_EVERY = 256 * 1024
 
-# Pieces of a streamed summary are about this big, as Tornado's file chunks.
-STREAM_CHUNK = 64 * 1024
+# Pieces of a streamed summary are about this big: a body of several MB then
+# takes a few dozen trips through the event loop, not hundreds. The first line
+# still goes out alone, at once.
+STREAM_CHUNK = 256 * 1024
 
 _STATUS_FILE = re.compile(r"status\.([0-9]+)\.jsonl")
 
