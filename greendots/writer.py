@@ -35,7 +35,7 @@ _TOML_NEEDS_ESCAPE = re.compile(r'[\\"\x00-\x1f\x7f]')
 def json_line(obj):
     """``obj`` as one line of JSON Lines, as UTF-8 bytes ending in a newline.
 
-    Non-ASCII text stays readable (no ``\\uXXXX``). A lone surrogate, which has
+    Non-ASCII text stays readable (``é``, not ``\\u00e9``). A lone surrogate, which has
     no UTF-8 form, becomes ``?`` rather than failing the write.
     """
     return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", "replace")
