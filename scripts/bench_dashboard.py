@@ -13,13 +13,13 @@ import argparse
 import json
 import os
 import random
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
+
+# The sibling benchmark's server: greendots serve on a free loopback port.
+from bench import Server
 
 CHROMIUM = os.environ.get("GREENDOTS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -40,8 +40,6 @@ FAILURES = [
     "ConnectionResetError: [Errno 104] Connection reset by peer",
 ]
 WORKERS = 8
-# The checkout being measured: the server subprocess imports greendots from here.
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Share of the run already finished, and running, when the page opens.
 FINISHED = 0.8
 RUNNING = 0.02
@@ -142,37 +140,6 @@ def append_lines(run, pending, seconds, rate, rng, done):
     done.append((written, time.monotonic() - start))
 
 
-def _start_server(data_dir, log_path):
-    """``greendots serve`` on a port of its choosing, read back from its log."""
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "greendots.cli",
-                "serve",
-                "--data-dir",
-                data_dir,
-                "--port",
-                "0",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and process.poll() is None:
-        with open(log_path, "rb") as log:
-            listening = re.search(
-                rb"listening on (http://127\.0\.0\.1:\d+)/", log.read()
-            )
-        if listening:
-            return process, listening.group(1).decode()
-        time.sleep(0.05)
-    process.terminate()
-    raise SystemExit(f"the server did not start; see {log_path}")
-
-
 WATCH = """() => {
   window.__bench = {frames: [], long: []};
   new PerformanceObserver((list) => {
@@ -216,7 +183,8 @@ def main():
             os.path.getsize(os.path.join(run, f"status.{w}.jsonl"))
             for w in range(WORKERS)
         )
-        server, url = _start_server(data_dir, os.path.join(root, "server.log"))
+        server = Server(data_dir, os.path.join(root, "server.log"))
+        url = f"http://127.0.0.1:{server.port}"
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
@@ -255,8 +223,7 @@ def main():
             browser.close()
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=10)
+            server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
     written, seconds = done[0]
