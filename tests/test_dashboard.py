@@ -6,16 +6,15 @@ install, rather than silently skipping.
 
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
+
+import servers
 
 CHROMIUM = os.environ.get("GREENDOTS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -28,8 +27,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# How long the server may take to start listening.
-START_TIMEOUT = 15.0
 # Short long polls, so a poll that finds nothing comes back within a test's patience.
 POLL_TIMEOUT = 2.0
 # Every expect() waits at most this long: live updates arrive within a poll interval.
@@ -39,67 +36,30 @@ NIGHTLY = "/projects/webshop/runs/nightly-2026-11-30"
 LIVE = "/projects/webshop/runs/live-2026-12-01"
 COLLECTING = "/projects/webshop/runs/collecting-2026-12-01"
 
-# The checkout under test: the server subprocess imports greendots from here.
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 pytestmark = pytest.mark.browser
 
 
-_LISTENING = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)/")
-
-
 class Server:
-    """``greendots serve`` in a subprocess; a restart keeps the first port.
+    """The dashboard's server, as a `servers.Server`; a restart keeps the first port.
 
-    The first start binds port 0 and reads the port from the server's log, so
+    The first start binds port 0 and takes the port from the server's log, so
     no other process can take it between choosing and binding.
     """
 
-    def __init__(self, data_dir, log_path):
-        self.data_dir = str(data_dir)
-        self.log_path = log_path
+    def __init__(self, data_dir):
+        self.flags = ("--data-dir", str(data_dir), "--poll-timeout", str(POLL_TIMEOUT))
         self.port = 0
         self.url = None
         self.process = None
 
     def start(self):
-        config = self.log_path.with_name("greendots.toml")
-        config.write_text(f"poll_timeout = {POLL_TIMEOUT}\n")
-        command = [
-            sys.executable,
-            "-m",
-            "greendots.cli",
-            "serve",
-            "--data-dir",
-            self.data_dir,
-            "--port",
-            str(self.port),
-            "--config",
-            str(config),
-        ]
-        seen = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            with open(self.log_path, "rb") as log:
-                log.seek(seen)
-                listening = _LISTENING.search(log.read())
-            if listening:
-                self.port = int(listening.group(1))
-                self.url = f"http://127.0.0.1:{self.port}"
-                return
-            if self.process.poll() is not None:
-                pytest.fail(f"the server exited: see {self.log_path}", pytrace=False)
-            time.sleep(0.05)  # bounded: the deadline above ends the wait
-        pytest.fail(f"the server did not start within {START_TIMEOUT} s", pytrace=False)
+        self.process = servers.Server(*self.flags, "--port", str(self.port))
+        self.port = self.process.port
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        if self.process is not None:
+            self.process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +88,8 @@ def browser(tmp_path_factory):
 
 
 @pytest.fixture
-def server(runs_dir, tmp_path):
-    running = Server(runs_dir, tmp_path / "server.log")
+def server(runs_dir):
+    running = Server(runs_dir)
     running.start()
     yield running
     running.stop()
@@ -346,7 +306,9 @@ def test_home_and_project_pages_link_to_a_run_and_back(page, server, runs_dir):
     two_hours_ago = time.time() - 7200
     for plan in (runs_dir / "webshop").glob("*/plan.json"):
         os.utime(plan, (two_hours_ago, two_hours_ago))
-    os.utime(runs_dir / "webshop" / "collecting-2026-12-01", (two_hours_ago, two_hours_ago))
+    os.utime(
+        runs_dir / "webshop" / "collecting-2026-12-01", (two_hours_ago, two_hours_ago)
+    )
 
     page.goto(server.url + "/")
     expect(page.locator(".project")).to_have_count(2)
